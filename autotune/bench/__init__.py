@@ -1,0 +1,21 @@
+"""Benchmarkers: the GPU (CUDA graphs), the CPU interpreter, and recorded tables (replay)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from autotune.bench.protocol import Benchmarker, Measurement
+from autotune.errors import UserError
+
+if TYPE_CHECKING:
+    from autotune.plan import Plan
+
+__all__ = ["Benchmarker", "Measurement", "open_benchmarker"]
+
+
+def open_benchmarker(plan: "Plan") -> Benchmarker:
+    """The benchmarker the plan names (the replay tables are already loaded by the plan)."""
+    if plan.benchmark_kind == "replay":
+        return plan.replay
+    raise UserError(f"benchmark {plan.benchmark_kind} is not available in this version; "
+                    f"use benchmark=replay")

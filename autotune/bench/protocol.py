@@ -1,0 +1,52 @@
+"""The Benchmarker Protocol: the one seam between the search and whatever times a config.
+
+A study never knows whether it talks to a GPU, the Triton interpreter or a recorded table. A
+config that fails to compile, runs out of resources or faults is a `Measurement` with an
+`infeasible` reason, never an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Optional, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Measurement:
+    us: Optional[float]  # median microseconds per MoE call; None when infeasible
+    spread: float = 0.0  # relative spread of the samples (IQR / median)
+    infeasible: Optional[str] = None  # why the config cannot run
+    samples: tuple[float, ...] = ()
+    verified: Optional[bool] = None  # output matched the reference (None: not checked)
+    method: Mapping[str, Any] = field(default_factory=dict)  # how it was timed
+
+    @property
+    def ok(self) -> bool:
+        return self.infeasible is None and self.us is not None
+
+    @classmethod
+    def failed(cls, reason: str, **method: Any) -> "Measurement":
+        return cls(us=None, infeasible=reason, method=method)
+
+
+@runtime_checkable
+class Benchmarker(Protocol):
+    """Times one kernel config at one batch size."""
+
+    def identity(self) -> dict[str, Any]:
+        """What changes the numbers (kind, timing settings, kernel version): part of study names."""
+        ...
+
+    def default_buckets(self) -> Optional[list[int]]:
+        """Batch sizes this benchmarker can time when the user names none (None: any)."""
+        ...
+
+    def prepare(self, configs: Iterable[Mapping[str, int]], M: int) -> None:
+        """A hint that these configs come next (compile ahead); may do nothing."""
+        ...
+
+    def measure(self, config: Mapping[str, int], M: int) -> Measurement:
+        ...
+
+    def close(self) -> None:
+        ...

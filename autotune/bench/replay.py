@@ -1,0 +1,144 @@
+"""The replay benchmarker: recorded `moe-grid-table/1` timing tables as the objective.
+
+Each table holds every config of a search space timed on a real GPU for one shape and one batch
+size M. Replaying them runs the real study code offline, on any machine: for tests, and for
+measuring how many trials a sampler needs to reach a table's best.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+
+from autotune.bench.protocol import Measurement
+from autotune.errors import UserError
+from autotune.formats import device_token
+from autotune.shape import MoEShape
+from autotune.space import KERNEL_PARAMS, SearchSpace
+
+FORMAT = "moe-grid-table/1"
+
+
+class GridTable:
+    """One recorded table: config -> microseconds (or the recorded failure) at one M."""
+
+    def __init__(self, path: Path, data: Mapping[str, Any]):
+        self.path = path
+        self.data = data
+        self.M = int(data["M"])
+        self.shape = data["shape"]
+        self.device_name = data["device_name"]
+        self.timings: dict[tuple, Measurement] = {}
+        method = {"kind": "replay", "table": path.name, "timing": data.get("timing", "")}
+        for row in data["results"]:
+            config = {k: int(row["config"][k]) for k in KERNEL_PARAMS}
+            if row.get("us") is None:
+                m = Measurement.failed(row.get("error") or "failed when recorded", **method)
+            else:
+                m = Measurement(us=float(row["us"]), method=method)
+            self.timings[SearchSpace.key(config)] = m
+
+    @classmethod
+    def load(cls, path: Path) -> "GridTable":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"recorded table {path} is not readable JSON ({exc}); "
+                            f"pass moe-grid-table/1 files") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise UserError(f"recorded table {path} is not a {FORMAT} file")
+        try:
+            table = cls(Path(path), data)
+            for key in ("E", "N", "K", "topk", "dtype"):
+                data["shape"][key]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"recorded table {path} is malformed ({type(exc).__name__}: {exc}); "
+                            f"see the {FORMAT} fields in the README") from None
+        return table
+
+    def best(self) -> tuple[dict[str, int], float]:
+        key, m = min(((k, m) for k, m in self.timings.items() if m.ok), key=lambda km: km[1].us)
+        return dict(key), m.us  # type: ignore[return-value]
+
+    def matches(self, shape: MoEShape, device_name: str) -> bool:
+        s = self.shape
+        block = tuple(s["block_shape"]) if s.get("block_shape") else None
+        return ((s["E"], s["N"], s["K"], s["topk"], s["dtype"], block)
+                == (shape.E, shape.N, shape.K, shape.topk, shape.dtype, shape.block_shape)
+                and device_token(self.device_name) == device_token(device_name))
+
+    def describe(self) -> str:
+        s = self.shape
+        return (f"{self.path.name}: E={s['E']} N={s['N']} K={s['K']} topk={s['topk']} "
+                f"{s['dtype']} M={self.M} on {self.device_name}")
+
+
+def expand_table_paths(patterns: Iterable[str]) -> list[Path]:
+    paths: list[Path] = []
+    for pattern in patterns:
+        p = Path(pattern).expanduser()
+        if p.is_dir():
+            matched = sorted(p.glob("*.json"))
+        else:
+            matched = [Path(x) for x in sorted(glob.glob(str(p)))]
+        if not matched:
+            raise UserError(f"benchmark.tables: nothing found at {pattern}; give moe-grid-table/1 "
+                            f"files, globs or folders")
+        paths.extend(matched)
+    return paths
+
+
+class ReplayBenchmarker:
+    """Answers from the tables that match the shape and device; one table per batch size."""
+
+    def __init__(self, patterns: Iterable[str], shape: MoEShape, device_name: str):
+        patterns = list(patterns)
+        if not patterns:
+            raise UserError("benchmark=replay needs benchmark.tables=[...]: moe-grid-table/1 "
+                            "files, globs or folders")
+        tables = [GridTable.load(p) for p in expand_table_paths(patterns)]
+        matching = [t for t in tables if t.matches(shape, device_name)]
+        if not matching:
+            found = "; ".join(t.describe() for t in tables[:4])
+            raise UserError(f"no recorded table is for {shape.describe()} on {device_name}; "
+                            f"found {found}")
+        self.tables: dict[int, GridTable] = {}
+        for t in matching:
+            if t.M in self.tables:
+                raise UserError(f"two recorded tables for M={t.M}: {self.tables[t.M].path} and "
+                                f"{t.path}; keep one")
+            self.tables[t.M] = t
+
+    def identity(self) -> dict[str, Any]:
+        digest = hashlib.sha1()
+        for m in sorted(self.tables):
+            digest.update(self.tables[m].path.read_bytes())
+        return {"kind": "replay", "tables": digest.hexdigest()[:8]}
+
+    def default_buckets(self) -> Optional[list[int]]:
+        return sorted(self.tables)
+
+    def triton_version(self) -> str:
+        """The Triton version the tables were recorded with (it goes into the config file)."""
+        return str(next(iter(self.tables.values())).data.get("triton_version", "unknown"))
+
+    def prepare(self, configs: Iterable[Mapping[str, int]], M: int) -> None:
+        pass
+
+    def measure(self, config: Mapping[str, int], M: int) -> Measurement:
+        table = self.tables.get(M)
+        if table is None:
+            raise UserError(f"no recorded table for M={M}; recorded: "
+                            f"{', '.join(map(str, sorted(self.tables)))}")
+        key = SearchSpace.key({k: config[k] for k in KERNEL_PARAMS})
+        found = table.timings.get(key)
+        if found is None:
+            return Measurement.failed("not in the recorded table", kind="replay",
+                                      table=table.path.name)
+        return found
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,137 @@
+"""Structured-config schema: what each Hydra config group may hold, with types.
+
+Hydra merges the YAML presets of `conf/` and `search_spaces/` into `Config`, so a wrong type or an
+unknown key fails at composition with the key's name. The dataclasses are plain (not frozen) so
+command-line overrides keep working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+VLLM_BUCKETS = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 1536, 2048, 3072, 4096]
+
+
+@dataclass
+class ShapeConfig:
+    """A model's MoE layer and how it is split over GPUs."""
+
+    model: str = MISSING
+    experts: int = MISSING  # routed experts in the whole model
+    hidden_size: int = MISSING  # H: K of the gate-up GEMM
+    intermediate_size: int = MISSING  # I: one expert's MoE intermediate size
+    topk: int = MISSING
+    dtype: str = "fp8_w8a8"  # bf16 | fp16 | fp8_w8a8 | int8_w8a16
+    block_shape: Optional[List[int]] = None  # [block_n, block_k] of block-wise quantization
+    tp: int = 1  # tensor parallel size of the MoE layer: N = I / tp
+    ep: int = 1  # expert parallel size: E = experts / ep
+
+
+@dataclass
+class DeviceConfig:
+    """The GPU the result is for; `name` becomes the file's device_name."""
+
+    name: str = MISSING  # exactly as torch.cuda.get_device_name() reports; "auto" = the GPU present
+    kind: str = "gpu"  # gpu | cpu (the Triton interpreter)
+    sm_count: Optional[int] = None
+    memory_bandwidth_gbps: Optional[float] = None
+    shared_memory_per_block: Optional[int] = None  # bytes a block may opt in to
+    compute_capability: Optional[List[int]] = None
+    l2_cache_mb: Optional[float] = None
+
+
+@dataclass
+class SearchSpaceConfig:
+    """Parameter ladders (ordered) and the named constraints that drop configs."""
+
+    name: str = MISSING
+    description: str = ""
+    params: Dict[str, List[int]] = MISSING
+    constraints: List[str] = field(default_factory=list)
+
+
+@dataclass
+class SamplerConfig:
+    name: str = "tpe"  # tpe | gp | random | grid
+    seed: Optional[int] = None
+    n_startup_trials: int = 10
+    multivariate: bool = True
+    group: bool = False
+    constant_liar: bool = True
+    n_ei_candidates: int = 24
+    warm_start_default: bool = True  # try vLLM's default config for the bucket first
+
+
+@dataclass
+class PrunerConfig:
+    name: str = "none"  # none | median | wilcoxon
+    n_startup_trials: int = 5
+    p_threshold: float = 0.1
+
+
+@dataclass
+class BenchmarkConfig:
+    name: str = "auto"  # auto (gpu or interpreter, from device.kind) | gpu | interpreter | replay
+    tables: List[str] = field(default_factory=list)  # replay: moe-grid-table/1 files or globs
+    default_buckets: Optional[List[int]] = None  # buckets when the top-level `buckets` is null
+    calls_per_graph: int = 10
+    warmup_replays: int = 5
+    replays: int = 20
+    l2: str = "hot"  # hot (same weights every call, as vLLM's tuner) | cold (rotate weight copies)
+    routing: str = "uniform"  # uniform | skewed
+    routing_skew: float = 1.0  # exponent of the skewed (Zipf-like) expert popularity
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    shape: ShapeConfig = MISSING
+    device: DeviceConfig = MISSING
+    search_space: SearchSpaceConfig = MISSING
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = field(default_factory=PrunerConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    trials: int = 24  # measurements per bucket (finished trials of a resumed study count)
+    patience: Optional[int] = None  # stop a bucket after this many trials without a 0.5% gain
+    buckets: Optional[List[int]] = None  # null: the benchmark's default (vLLM's 18 batch sizes)
+    storage: Optional[str] = None  # Optuna storage URL; null: sqlite file under outputs/
+    output_dir: str = "outputs/configs"
+    dry_run: bool = False
+    progress: bool = True
+
+
+def package_dir() -> Path:
+    return Path(__file__).resolve().parent
+
+
+def config_root() -> Path:
+    """`conf/`: inside the installed package, or at the top of a source checkout."""
+    bundled = package_dir() / "conf"
+    return bundled if bundled.is_dir() else package_dir().parent / "conf"
+
+
+def search_space_root() -> Path:
+    bundled = package_dir() / "search_spaces"
+    return bundled if bundled.is_dir() else package_dir().parent / "search_spaces"
+
+
+def register_configs() -> None:
+    """Put the schema, and the search spaces of `search_spaces/`, in Hydra's ConfigStore.
+
+    The search spaces live in their own top-level folder for readers; registering them here makes
+    them the `search_space` group without a second config path.
+    """
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    for path in sorted(search_space_root().glob("*.yaml")):
+        node = OmegaConf.merge(OmegaConf.structured(SearchSpaceConfig), OmegaConf.load(path))
+        cs.store(group="search_space", name=path.stem, node=node)
+
+
+def to_container(cfg: Any) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,158 @@
+"""The run's plan: everything resolved from the configuration before any measurement.
+
+`build_plan` is a pure function of the composed config (plus, for `device=auto` or a GPU run, the
+GPU present); `Plan.describe` is what `dry_run=true` prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from autotune.config import VLLM_BUCKETS, Config
+from autotune.device import DeviceSpec, resolve_device
+from autotune.errors import UserError
+from autotune.formats import config_file_name, device_token
+from autotune.samplers import PRUNERS, SAMPLERS
+from autotune.shape import MoEShape
+from autotune.space import SearchSpace
+from autotune.storage import default_storage_url
+
+BENCHMARK_KINDS = ("auto", "gpu", "interpreter", "replay")
+
+
+@dataclass
+class Plan:
+    cfg: Config
+    shape: MoEShape
+    device: DeviceSpec
+    space: SearchSpace
+    benchmark_kind: str  # gpu | interpreter | replay
+    benchmark_identity: dict[str, Any]
+    buckets: list[int]
+    storage: str
+    output_path: Path
+    replay: Any = None  # the loaded ReplayBenchmarker, when benchmark_kind == "replay"
+
+    def study_name(self, M: int) -> str:
+        """Everything that changes the answer: device, shape, space, benchmark (incl. kernel), M."""
+        s = self.shape
+        block = f",block={s.block_shape[0]}x{s.block_shape[1]}" if s.block_shape else ""
+        bench = json.dumps(self.benchmark_identity, sort_keys=True)
+        bench_hash = hashlib.sha1(bench.encode()).hexdigest()[:8]
+        return (f"{device_token(self.device.name)}/E={s.E},N={s.N},K={s.K},topk={s.topk},"
+                f"{s.dtype}{block}/{self.space.name}-{self.space.fingerprint()}/"
+                f"{self.benchmark_kind}-{bench_hash}/M={M}")
+
+    def describe(self) -> str:
+        s, c = self.shape, self.cfg
+        split = f"tp={s.tp} ep={s.ep}"
+        bench = ", ".join(f"{k}={v}" for k, v in self.benchmark_identity.items() if k != "kind")
+        lines = [
+            f"shape      {s.model} ({split}): {s.describe()}",
+            f"device     {self.device.name} ({self.device.kind})",
+            f"benchmark  {self.benchmark_kind}: {bench}",
+            f"space      {self.space.name}: {self.space.size()} of {self.space.raw_size()} configs "
+            f"after constraints ({', '.join(self.space.constraints) or 'none'})",
+            f"sampler    {c.sampler.name}; {c.trials} measurements per bucket"
+            + (f", patience {c.patience}" if c.patience else ""),
+            f"buckets    {' '.join(map(str, self.buckets))}",
+            f"storage    {self.storage}",
+            f"studies    {self.study_name(self.buckets[0])}"
+            + (f"  ... M={self.buckets[-1]} ({len(self.buckets)} studies)" if len(self.buckets) > 1
+               else ""),
+            f"output     {self.output_path}",
+        ]
+        return "\n".join(lines)
+
+
+def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
+    """Resolve shape, device, space, benchmark, buckets, storage and output file; refuse bad input.
+
+    probe_gpu=False skips checking that the configured GPU is the one present (dry runs).
+    """
+    shape = MoEShape.from_config(cfg.shape)
+    kind = _benchmark_kind(cfg)
+    device = resolve_device(cfg.device, need_gpu=(kind == "gpu"), probe=probe_gpu)
+    space = SearchSpace.from_config(cfg.search_space, shape, device.shared_memory_per_block)
+    _check_choice("sampler.name", cfg.sampler.name, SAMPLERS)
+    _check_choice("pruner.name", cfg.pruner.name, PRUNERS)
+    _check_choice("benchmark.l2", cfg.benchmark.l2, ("hot", "cold"))
+    _check_choice("benchmark.routing", cfg.benchmark.routing, ("uniform", "skewed"))
+    _check_positive("trials", cfg.trials)
+    if cfg.patience is not None:
+        _check_positive("patience", cfg.patience)
+
+    replay = None
+    if kind == "replay":
+        from autotune.bench.replay import ReplayBenchmarker
+
+        replay = ReplayBenchmarker(cfg.benchmark.tables, shape, device.name)
+        identity = replay.identity()
+        default_buckets = replay.default_buckets()
+    else:
+        identity = benchmark_identity(cfg, kind)
+        default_buckets = VLLM_BUCKETS
+    buckets = _buckets(cfg.buckets if cfg.buckets is not None else default_buckets)
+    if replay is not None:
+        missing = [m for m in buckets if m not in replay.tables]
+        if missing:
+            raise UserError(f"buckets {missing} have no recorded table; recorded: "
+                            f"{sorted(replay.tables)}")
+
+    storage = cfg.storage or default_storage_url(Path("outputs"))
+    name = config_file_name(shape.E, shape.N, device.name, shape.dtype, shape.block_shape)
+    return Plan(cfg=cfg, shape=shape, device=device, space=space, benchmark_kind=kind,
+                benchmark_identity=identity, buckets=buckets, storage=storage,
+                output_path=Path(cfg.output_dir) / name, replay=replay)
+
+
+def benchmark_identity(cfg: Config, kind: str) -> dict[str, Any]:
+    """The timing settings that change the numbers (they go into study names)."""
+    from autotune.kernel.version import KERNEL_VERSION
+
+    b = cfg.benchmark
+    identity: dict[str, Any] = {"kind": kind, "kernel": KERNEL_VERSION}
+    if kind == "gpu":
+        identity.update(calls_per_graph=b.calls_per_graph, replays=b.replays, l2=b.l2,
+                        routing=b.routing)
+        if b.routing != "uniform":
+            identity["routing_skew"] = b.routing_skew
+    return identity
+
+
+def _benchmark_kind(cfg: Config) -> str:
+    name = cfg.benchmark.name
+    if name not in BENCHMARK_KINDS:
+        raise UserError(f"benchmark.name={name}: use one of {', '.join(BENCHMARK_KINDS)}")
+    if name == "auto":
+        return "interpreter" if cfg.device.kind == "cpu" else "gpu"
+    if name == "gpu" and cfg.device.kind == "cpu":
+        raise UserError("benchmark.name=gpu with device=cpu: the CPU runs the interpreter "
+                        "benchmarker; use benchmark.name=auto or a GPU device")
+    return name
+
+
+def _buckets(values: Optional[list[int]]) -> list[int]:
+    buckets = [int(v) for v in (values or [])]
+    if not buckets:
+        raise UserError("buckets=[] is empty; give batch sizes, e.g. buckets=[1,16,64]")
+    bad = [v for v in buckets if v < 1]
+    if bad:
+        raise UserError(f"buckets {bad}: batch sizes must be at least 1")
+    if len(set(buckets)) != len(buckets):
+        raise UserError(f"buckets={buckets} repeats a batch size; list each once")
+    return sorted(buckets)
+
+
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"{key}={value}: use one of {', '.join(choices)}")
+
+
+def _check_positive(key: str, value: int) -> None:
+    if value < 1:
+        raise UserError(f"{key}={value}: must be at least 1")

@@ -1,0 +1,96 @@
+"""MoEShape: the per-GPU problem (E, N, K, top-k, dtype, block) that a config file is for.
+
+E and N follow from the model and its parallelism exactly as in vLLM: tensor parallelism slices
+every expert (N = I / tp), expert parallelism hands out whole experts (E = experts / ep).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from autotune.config import ShapeConfig
+from autotune.errors import UserError
+
+DTYPES = ("bf16", "fp16", "fp8_w8a8", "int8_w8a16")
+QUANTIZED = ("fp8_w8a8", "int8_w8a16")
+
+
+@dataclass(frozen=True)
+class MoEShape:
+    E: int  # experts on one GPU
+    N: int  # intermediate size on one GPU: w1 is [E, 2N, K], w2 is [E, K, N]
+    K: int  # hidden size
+    topk: int
+    dtype: str
+    block_shape: Optional[tuple[int, int]]  # (block_n, block_k) of block-wise quantization
+    model: str = ""
+    tp: int = 1
+    ep: int = 1
+
+    @property
+    def block_quantized(self) -> bool:
+        return self.block_shape is not None
+
+    def describe(self) -> str:
+        block = f" block=[{self.block_shape[0]},{self.block_shape[1]}]" if self.block_shape else ""
+        return f"E={self.E} N={self.N} K={self.K} topk={self.topk} {self.dtype}{block}"
+
+    @classmethod
+    def from_config(cls, cfg: ShapeConfig) -> "MoEShape":
+        """Derive the per-GPU shape, refusing what vLLM itself would refuse."""
+        name = cfg.model or "shape"
+        for key in ("experts", "hidden_size", "intermediate_size", "topk", "tp", "ep"):
+            if getattr(cfg, key) < 1:
+                raise UserError(f"shape.{key}={getattr(cfg, key)} for {name}: must be at least 1")
+        if cfg.dtype not in DTYPES:
+            raise UserError(f"shape.dtype={cfg.dtype}: not supported; use one of {', '.join(DTYPES)}")
+        if cfg.topk > cfg.experts:
+            raise UserError(
+                f"shape.topk={cfg.topk} exceeds shape.experts={cfg.experts}: top-k picks among experts"
+            )
+        if cfg.experts % cfg.ep:
+            raise UserError(
+                f"shape.ep={cfg.ep} does not divide the {cfg.experts} experts of {name}; "
+                f"use a divisor of {cfg.experts}"
+            )
+        if cfg.intermediate_size % cfg.tp:
+            raise UserError(
+                f"shape.tp={cfg.tp} does not divide intermediate_size={cfg.intermediate_size} "
+                f"of {name}; use a divisor of {cfg.intermediate_size}"
+            )
+        E, N, K = cfg.experts // cfg.ep, cfg.intermediate_size // cfg.tp, cfg.hidden_size
+
+        block = _block_shape(cfg, name)
+        if block is not None:
+            block_n, block_k = block
+            if N % block_n:
+                raise UserError(
+                    f"N={N} ({name}, intermediate_size {cfg.intermediate_size} / tp {cfg.tp}) is not "
+                    f"a multiple of the quantization block_n={block_n}; vLLM refuses this split: "
+                    f"use a smaller tp"
+                )
+            if K % block_k:
+                raise UserError(
+                    f"hidden_size={K} of {name} is not a multiple of the quantization "
+                    f"block_k={block_k}"
+                )
+        return cls(E=E, N=N, K=K, topk=cfg.topk, dtype=cfg.dtype, block_shape=block,
+                   model=cfg.model, tp=cfg.tp, ep=cfg.ep)
+
+
+def _block_shape(cfg: ShapeConfig, name: str) -> Optional[tuple[int, int]]:
+    block = list(cfg.block_shape) if cfg.block_shape is not None else None
+    if not block or all(b == 0 for b in block):
+        return None
+    if len(block) != 2 or any(b <= 0 for b in block):
+        raise UserError(
+            f"shape.block_shape={block} for {name}: give two positive sizes [block_n, block_k], "
+            f"or null for no block quantization"
+        )
+    if cfg.dtype != "fp8_w8a8":
+        raise UserError(
+            f"shape.block_shape={block} with shape.dtype={cfg.dtype}: block-wise quantization is "
+            f"implemented for fp8_w8a8 only; set shape.block_shape=null"
+        )
+    return block[0], block[1]

@@ -1,0 +1,190 @@
+"""SearchSpace: the kernel parameters, their ladders, and the constraints that drop configs.
+
+The only place that knows the parameters. Each parameter is an ordered ladder (16, 32, 64, ...);
+samplers see the index into the ladder, so neighbouring tile sizes are neighbours to them.
+Constraints drop configs the kernel would rewrite at run time (a BLOCK_SIZE_K above the
+quantization block runs as the block) or cannot run (shared memory over the device's limit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import functools
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Callable, Iterator, Mapping, Optional
+
+from autotune.config import SearchSpaceConfig
+from autotune.errors import UserError
+from autotune.shape import MoEShape
+
+# The keys of a vLLM config entry, in the order vLLM's tuner writes them.
+KERNEL_PARAMS = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "GROUP_SIZE_M", "num_warps",
+                 "num_stages")
+
+Config = dict[str, int]
+
+
+def operand_bytes(dtype: str) -> tuple[int, int]:
+    """Bytes per element of the activation (A) and weight (B) tiles the kernel stages."""
+    return {"fp8_w8a8": (1, 1), "int8_w8a16": (2, 1)}.get(dtype, (2, 2))
+
+
+def shared_memory_bytes(config: Mapping[str, int], dtype: str) -> int:
+    """Shared memory the software pipeline needs: one A and one B tile per stage.
+
+    Matches where Triton fails on Hopper: BLOCK 256x128x128 with 5 stages (245,760 bytes in fp8)
+    fails against 232,448 bytes per block, 4 stages (196,608) runs.
+    """
+    a, b = operand_bytes(dtype)
+    bm, bn, bk = config["BLOCK_SIZE_M"], config["BLOCK_SIZE_N"], config["BLOCK_SIZE_K"]
+    return config["num_stages"] * (bm * bk * a + bk * bn * b)
+
+
+def _next_pow2(x: int) -> int:
+    return 1 << max(0, x - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class Context:
+    """What constraints may look at besides the config."""
+
+    shape: MoEShape
+    shared_memory_per_block: Optional[int]
+
+
+def _block_quant(cfg: Config, ctx: Context) -> Optional[str]:
+    if ctx.shape.block_shape is None:
+        return None
+    block_n, block_k = ctx.shape.block_shape
+    if block_k % cfg["BLOCK_SIZE_K"]:
+        return f"BLOCK_SIZE_K={cfg['BLOCK_SIZE_K']} does not divide block_k={block_k}"
+    if block_n % cfg["BLOCK_SIZE_N"]:
+        return f"BLOCK_SIZE_N={cfg['BLOCK_SIZE_N']} does not divide block_n={block_n}"
+    return None
+
+
+def _shared_memory(cfg: Config, ctx: Context) -> Optional[str]:
+    limit = ctx.shared_memory_per_block
+    need = shared_memory_bytes(cfg, ctx.shape.dtype)
+    if limit is not None and need > limit:
+        return f"needs {need} bytes of shared memory, the device allows {limit}"
+    return None
+
+
+def _tile_fits_problem(cfg: Config, ctx: Context) -> Optional[str]:
+    # A tile wider than the whole problem only adds masked work.
+    s = ctx.shape
+    if cfg["BLOCK_SIZE_K"] > max(16, _next_pow2(min(s.K, s.N))):
+        return f"BLOCK_SIZE_K={cfg['BLOCK_SIZE_K']} exceeds the reduction size"
+    if cfg["BLOCK_SIZE_N"] > max(16, _next_pow2(max(2 * s.N, s.K))):
+        return f"BLOCK_SIZE_N={cfg['BLOCK_SIZE_N']} exceeds the output width"
+    return None
+
+
+CONSTRAINTS: dict[str, Callable[[Config, Context], Optional[str]]] = {
+    "block_quant": _block_quant,
+    "shared_memory": _shared_memory,
+    "tile_fits_problem": _tile_fits_problem,
+}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    params: dict[str, tuple[int, ...]]  # ordered ladders, in KERNEL_PARAMS order first
+    constraints: tuple[str, ...]
+    context: Context
+
+    @classmethod
+    def from_config(cls, cfg: SearchSpaceConfig, shape: MoEShape,
+                    shared_memory_per_block: Optional[int]) -> "SearchSpace":
+        params = {k: tuple(int(v) for v in vals) for k, vals in cfg.params.items()}
+        missing = [k for k in KERNEL_PARAMS if k not in params]
+        if missing:
+            raise UserError(f"search_space={cfg.name} lacks {', '.join(missing)}; every kernel "
+                            f"parameter needs a ladder")
+        for key, ladder in params.items():
+            if not ladder or any(v <= 0 for v in ladder) or list(ladder) != sorted(set(ladder)):
+                raise UserError(f"search_space.params.{key}={list(ladder)}: give distinct positive "
+                                f"values in ascending order")
+        unknown = [c for c in cfg.constraints if c not in CONSTRAINTS]
+        if unknown:
+            raise UserError(f"search_space.constraints has unknown {', '.join(unknown)}; "
+                            f"known: {', '.join(CONSTRAINTS)}")
+        ordered = {k: params[k] for k in KERNEL_PARAMS}
+        ordered.update({k: v for k, v in params.items() if k not in ordered})
+        space = cls(cfg.name, ordered, tuple(cfg.constraints), Context(shape, shared_memory_per_block))
+        if space.size() == 0:
+            raise UserError(f"search_space={cfg.name} has no config left for {shape.describe()} "
+                            f"after its constraints ({', '.join(cfg.constraints)})")
+        return space
+
+    # -- constraints ---------------------------------------------------------------------------
+    def violation(self, config: Mapping[str, int]) -> Optional[str]:
+        """Why the config is excluded, or None when it may be measured."""
+        cfg = dict(config)
+        for name in self.constraints:
+            reason = CONSTRAINTS[name](cfg, self.context)
+            if reason:
+                return f"{name}: {reason}"
+        return None
+
+    def configs(self) -> Iterator[Config]:
+        """Every config that passes the constraints, in ladder order."""
+        keys = list(self.params)
+        for values in itertools.product(*self.params.values()):
+            cfg = dict(zip(keys, values))
+            if self.violation(cfg) is None:
+                yield cfg
+
+    @functools.cached_property
+    def _size(self) -> int:
+        return sum(1 for _ in self.configs())
+
+    def size(self) -> int:
+        return self._size
+
+    def raw_size(self) -> int:
+        n = 1
+        for ladder in self.params.values():
+            n *= len(ladder)
+        return n
+
+    # -- encoding for samplers -----------------------------------------------------------------
+    def encode(self, config: Mapping[str, int]) -> dict[str, int]:
+        """Config values -> ladder indices (the parameters a study stores)."""
+        try:
+            return {k: self.params[k].index(int(config[k])) for k in self.params}
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"config {dict(config)} is not in search space {self.name}") from exc
+
+    def decode(self, indices: Mapping[str, int]) -> Config:
+        return {k: self.params[k][int(indices[k])] for k in self.params}
+
+    def contains(self, config: Mapping[str, int]) -> bool:
+        try:
+            self.encode(config)
+        except ValueError:
+            return False
+        return True
+
+    def suggest(self, trial) -> Config:
+        """Ask an Optuna trial for one index per ladder (define-by-run)."""
+        return self.decode({k: trial.suggest_int(k, 0, len(v) - 1) for k, v in self.params.items()})
+
+    def distributions(self):
+        import optuna
+
+        return {k: optuna.distributions.IntDistribution(0, len(v) - 1)
+                for k, v in self.params.items()}
+
+    @staticmethod
+    def key(config: Mapping[str, int]) -> tuple:
+        return tuple(sorted((k, int(v)) for k, v in config.items()))
+
+    def fingerprint(self) -> str:
+        """Short hash of everything that defines the space (part of study names)."""
+        blob = json.dumps({"params": self.params, "constraints": self.constraints}, sort_keys=True)
+        return hashlib.sha1(blob.encode()).hexdigest()[:8]

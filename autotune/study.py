@@ -1,0 +1,240 @@
+"""One bucket's study: ask configs, measure them, tell the results, until the budget is spent.
+
+- Resume: finished trials of the stored study count toward the budget; trials left RUNNING by a
+  killed run are marked failed (their configs may be proposed again).
+- Warm starts are enqueued as the first trials (vLLM's default config, neighbours' winners).
+- A config the search space excludes is told as infeasible without being measured; a config
+  already measured is answered from the study. Neither counts as a measurement.
+- Stopping: the budget of measurements, a patience rule, or an exhausted space.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Optional
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autotune.bench.protocol import Benchmarker, Measurement
+from autotune.samplers import FEASIBILITY
+from autotune.space import Config, SearchSpace
+
+# A gain smaller than this does not reset the patience count.
+MIN_IMPROVEMENT = 0.005
+
+
+@dataclass
+class Record:
+    """A measured trial, as read back from the study."""
+
+    number: int
+    config: Config
+    us: Optional[float]
+    spread: float
+    infeasible: Optional[str]
+    source: str
+
+    @property
+    def ok(self) -> bool:
+        return self.us is not None
+
+
+@dataclass
+class BucketOutcome:
+    M: int
+    study_name: str
+    records: list[Record]  # every measurement of the study, in trial order
+    new_measurements: int  # made by this run
+    excluded: int  # proposals dropped by the space's constraints (this run)
+    duplicates: int  # proposals answered from the study (this run)
+    seconds: float
+    stop_reason: str
+
+    @property
+    def best(self) -> Optional[Record]:
+        ok = [r for r in self.records if r.ok]
+        return min(ok, key=lambda r: r.us) if ok else None  # type: ignore[arg-type,return-value]
+
+    @property
+    def infeasible(self) -> int:
+        return sum(1 for r in self.records if not r.ok)
+
+
+def open_study(storage, name: str, sampler, pruner) -> optuna.Study:
+    return optuna.create_study(storage=storage, study_name=name, sampler=sampler, pruner=pruner,
+                               direction="minimize", load_if_exists=True)
+
+
+def recover_interrupted(study: optuna.Study) -> int:
+    """Mark trials a killed run left RUNNING as failed; return how many."""
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in stale:
+        study.tell(t.number, state=TrialState.FAIL)
+    return len(stale)
+
+
+def read_records(study: optuna.Study) -> list[Record]:
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return [_record(t) for t in trials if t.user_attrs.get("measured")]
+
+
+def _record(t: FrozenTrial) -> Record:
+    return Record(number=t.number, config=dict(t.user_attrs["config"]),
+                  us=t.user_attrs.get("us"), spread=float(t.user_attrs.get("spread", 0.0)),
+                  infeasible=t.user_attrs.get("infeasible"),
+                  source=t.user_attrs.get("source", "sampler"))
+
+
+@dataclass
+class BucketTuner:
+    """Runs the ask/measure/tell loop of one bucket's study."""
+
+    study: optuna.Study
+    space: SearchSpace
+    bench: Benchmarker
+    M: int
+    budget: int
+    patience: Optional[int] = None
+    batch_size: int = 1
+    exhaustive: bool = False
+    on_measured: Callable[[Record], None] = lambda r: None
+    _seen: dict[tuple, Record] = field(default_factory=dict, init=False)
+
+    def run(self, warm_starts: Iterable[tuple[str, Mapping[str, int]]] = ()) -> BucketOutcome:
+        start = time.perf_counter()
+        recover_interrupted(self.study)
+        records = read_records(self.study)
+        self._seen = {SearchSpace.key(r.config): r for r in records}
+        self._enqueue(warm_starts)
+        new = excluded = duplicates = idle = 0
+        stop = "budget"
+        while len(records) < self.budget:
+            if self._space_exhausted():
+                stop = "space exhausted"
+                break
+            if self.exhaustive:
+                self._enqueue_next_in_grid()
+            want = min(self.batch_size, self.budget - len(records))
+            batch = []
+            for _ in range(want):
+                trial = self.study.ask()
+                config = self.space.suggest(trial)
+                reason = self.space.violation(config)
+                if reason is not None:
+                    self._tell_excluded(trial, config, reason)
+                    excluded += 1
+                elif SearchSpace.key(config) in self._seen:
+                    self._tell_duplicate(trial, config)
+                    duplicates += 1
+                elif any(SearchSpace.key(c) == SearchSpace.key(config) for _, c in batch):
+                    self._tell_duplicate_in_batch(trial, config)
+                    duplicates += 1
+                else:
+                    batch.append((trial, config))
+            if not batch:
+                idle += 1
+                if idle >= 200:  # the sampler only proposes known or excluded configs
+                    stop = "no new proposals"
+                    break
+                continue
+            idle = 0
+            self.bench.prepare([c for _, c in batch], self.M)
+            for trial, config in batch:
+                record = self._measure_and_tell(trial, config)
+                records.append(record)
+                new += 1
+                self.on_measured(record)
+            if self.patience and _since_improvement(records) >= self.patience:
+                stop = "patience"
+                break
+        return BucketOutcome(M=self.M, study_name=self.study.study_name, records=records,
+                             new_measurements=new, excluded=excluded, duplicates=duplicates,
+                             seconds=time.perf_counter() - start, stop_reason=stop)
+
+    # -- proposals -------------------------------------------------------------------------------
+    def _enqueue(self, warm_starts: Iterable[tuple[str, Mapping[str, int]]]) -> None:
+        waiting = {SearchSpace.key(self.space.decode(t.params))
+                   for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                   if t.params}
+        for source, config in warm_starts:
+            config = {k: int(config[k]) for k in self.space.params}
+            key = SearchSpace.key(config)
+            if (key in self._seen or key in waiting or not self.space.contains(config)
+                    or self.space.violation(config)):
+                continue
+            self.study.enqueue_trial(self.space.encode(config), user_attrs={"source": source})
+            waiting.add(key)
+
+    def _enqueue_next_in_grid(self) -> None:
+        if self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return
+        for config in self.space.configs():
+            if SearchSpace.key(config) not in self._seen:
+                self.study.enqueue_trial(self.space.encode(config), user_attrs={"source": "grid"})
+                return
+
+    def _space_exhausted(self) -> bool:
+        return len(self._seen) >= self.space.size()
+
+    # -- telling -----------------------------------------------------------------------------------
+    def _tell_excluded(self, trial: optuna.Trial, config: Config, reason: str) -> None:
+        trial.set_user_attr("config", config)
+        trial.set_user_attr("excluded", reason)
+        trial.set_constraint(FEASIBILITY, 1.0)
+        self.study.tell(trial, math.inf)
+
+    def _tell_duplicate(self, trial: optuna.Trial, config: Config) -> None:
+        known = self._seen[SearchSpace.key(config)]
+        trial.set_user_attr("config", config)
+        trial.set_user_attr("duplicate_of", known.number)
+        trial.set_constraint(FEASIBILITY, 0.0 if known.ok else 1.0)
+        self.study.tell(trial, known.us if known.ok else math.inf)
+
+    def _tell_duplicate_in_batch(self, trial: optuna.Trial, config: Config) -> None:
+        # Its twin in this batch is not measured yet: nothing to copy, so it tells nothing.
+        trial.set_user_attr("config", config)
+        self.study.tell(trial, state=TrialState.FAIL)
+
+    def _measure_and_tell(self, trial: optuna.Trial, config: Config) -> Record:
+        try:
+            m = self.bench.measure(config, self.M)
+        except BaseException:
+            # Ctrl-C or a bug: the trial is abandoned, not left RUNNING.
+            self.study.tell(trial, state=TrialState.FAIL)
+            raise
+        _set_measurement_attrs(trial, config, m)
+        self.study.tell(trial, m.us if m.ok else math.inf)
+        record = Record(number=trial.number, config=config, us=m.us if m.ok else None,
+                        spread=m.spread, infeasible=m.infeasible,
+                        source=trial.user_attrs.get("source", "sampler"))
+        self._seen[SearchSpace.key(config)] = record
+        return record
+
+
+def _set_measurement_attrs(trial: optuna.Trial, config: Config, m: Measurement) -> None:
+    trial.set_user_attr("config", config)
+    trial.set_user_attr("measured", True)
+    trial.set_user_attr("spread", m.spread)
+    trial.set_constraint(FEASIBILITY, 0.0 if m.ok else 1.0)
+    if m.ok:
+        trial.set_user_attr("us", m.us)
+    else:
+        trial.set_user_attr("infeasible", m.infeasible)
+    if m.verified is not None:
+        trial.set_user_attr("verified", m.verified)
+
+
+def _since_improvement(records: list[Record]) -> int:
+    """Measurements since the best last improved by at least MIN_IMPROVEMENT."""
+    best = math.inf
+    since = 0
+    for r in records:
+        if r.ok and r.us < best * (1 - MIN_IMPROVEMENT):  # type: ignore[operator]
+            best = r.us  # type: ignore[assignment]
+            since = 0
+        else:
+            since += 1
+    return since
