@@ -1,0 +1,106 @@
+"""Bad input ends in a clear message on stderr and a non-zero exit, never a traceback."""
+
+import hashlib
+import sqlite3
+
+import pytest
+
+from autotune.config import DeviceConfig
+from autotune.device import DeviceSpec, resolve_device
+from autotune.errors import UserError
+from tests.conftest import replay_args, run_cli
+
+
+def refused(result, *words):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    for w in words:
+        assert w in result.stderr, result.stderr
+    return result
+
+
+@pytest.mark.parametrize("args, words", [
+    (["device=h100"], ["You must specify 'shape'", "qwen35_tp1", "minimax_m25_ep4"]),
+    (["shape=qwen35_tp1"], ["You must specify 'device'", "rtxpro6000", "h200"]),
+    (["shape=llama_tp1", "device=h100"], ["shape/llama_tp1", "qwen35_tp1"]),
+    (["shape=qwen35_tp1", "device=a100"], ["device/a100", "h100"]),
+    (["shape=minimax_m25_tp4", "device=h100", "shape.tp=5"],
+     ["shape.tp=5 does not divide intermediate_size=1536"]),
+    (["shape=minimax_m25_tp4", "device=h100", "shape.tp=16"],
+     ["N=96", "block_n=128"]),
+    (["shape=qwen35_tp1", "device=h100", "trails=10"], ["trails"]),
+    (["shape=qwen35_tp1", "device=h100", "shape.tp=two"], ["shape.tp", "two"]),
+    (["shape=qwen35_tp1", "device=h100", "shape.experts_total=3"], ["experts_total"]),
+    (["shape=qwen35_tp1", "device=h100", "buckets=[0,16]"], ["buckets [0]"]),
+    (["shape=qwen35_tp1", "device=h100", "sampler.name=cmaes"], ["sampler.name=cmaes"]),
+    (["shape=qwen35_tp1", "device=h100", "search_space=huge"], ["search_space/huge", "vllm"]),
+])
+def test_bad_configuration_is_refused_with_the_value_named(tmp_path, args, words):
+    refused(run_cli(*args, "dry_run=true", cwd=tmp_path), *words)
+
+
+def test_gpu_device_without_a_gpu_suggests_the_cpu(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    refused(run_cli("shape=tiny", "device=h100", cwd=tmp_path), "no CUDA GPU", "device=cpu")
+
+
+def test_configured_gpu_must_be_the_one_present(monkeypatch):
+    # The GPU is simulated here: CI has none. The check compares vLLM's device tokens.
+    import autotune.device as device
+
+    monkeypatch.setattr(device, "present_gpu",
+                        lambda: DeviceSpec(name="NVIDIA H200", kind="gpu"))
+    with pytest.raises(UserError, match="device is NVIDIA H100 80GB HBM3 but the GPU present is "
+                                        "NVIDIA H200"):
+        resolve_device(DeviceConfig(name="NVIDIA H100 80GB HBM3"), need_gpu=True, probe=True)
+    # An H200 NVL reads as NVIDIA_H200 too, as in vLLM's lookup.
+    monkeypatch.setattr(device, "present_gpu",
+                        lambda: DeviceSpec(name="NVIDIA H200 NVL", kind="gpu"))
+    assert resolve_device(DeviceConfig(name="NVIDIA H200"), need_gpu=True, probe=True)
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("content", [b"this is not a database" * 100, b"SQLite format 3\0" + b"x" * 200])
+def test_corrupt_storage_is_refused_and_left_untouched(tmp_path, content):
+    db = tmp_path / "studies.db"
+    db.write_bytes(content)
+    before = digest(db)
+    refused(run_cli(*replay_args(tmp_path), cwd=tmp_path), str(db), "left untouched")
+    assert digest(db) == before
+
+
+def test_foreign_sqlite_database_is_refused_and_left_untouched(tmp_path):
+    db = tmp_path / "studies.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE invoices (id INTEGER)")
+    con.commit()
+    con.close()
+    before = digest(db)
+    refused(run_cli(*replay_args(tmp_path), cwd=tmp_path), "something else")
+    assert digest(db) == before
+
+
+def test_replay_table_for_another_shape_is_refused(tmp_path):
+    result = run_cli("shape=minimax_m25_tp4", "device=h200", "benchmark=replay",
+                     f"benchmark.tables=[{replay_args(tmp_path)[3].split('[')[1][:-1]}]",
+                     "dry_run=true", cwd=tmp_path)
+    refused(result, "no recorded table is for E=256 N=384")
+
+
+def test_malformed_replay_table_is_refused(tmp_path):
+    bad = tmp_path / "table.json"
+    bad.write_text('{"format": "moe-grid-table/1", "M": 16}')
+    refused(run_cli("shape=qwen35_tp1", "device=h200", "benchmark=replay",
+                    f"benchmark.tables=[{bad}]", "dry_run=true", cwd=tmp_path),
+            "malformed")
+
+
+def test_bucket_without_a_recorded_table_is_refused(tmp_path):
+    refused(run_cli(*replay_args(tmp_path, "buckets=[1,2]"), "dry_run=true", cwd=tmp_path),
+            "buckets [2] have no recorded table")
