@@ -44,7 +44,8 @@ class MoEShape:
             if getattr(cfg, key) < 1:
                 raise UserError(f"shape.{key}={getattr(cfg, key)} for {name}: must be at least 1")
         if cfg.dtype not in DTYPES:
-            raise UserError(f"shape.dtype={cfg.dtype}: not supported; use one of {', '.join(DTYPES)}")
+            raise UserError(f"shape.dtype={cfg.dtype}: not supported; "
+                            f"use one of {', '.join(DTYPES)}")
         if cfg.topk > cfg.experts:
             raise UserError(
                 f"shape.topk={cfg.topk} exceeds shape.experts={cfg.experts}: top-k picks among experts"

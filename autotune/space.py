@@ -8,8 +8,8 @@ quantization block runs as the block) or cannot run (shared memory over the devi
 
 from __future__ import annotations
 
-import hashlib
 import functools
+import hashlib
 import itertools
 import json
 from dataclasses import dataclass

@@ -5,8 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from autotune.formats import (check_file, config_file_name, device_token, read_entries, render,
-                              write_atomic)
+from autotune.formats import (
+    check_file,
+    config_file_name,
+    device_token,
+    read_entries,
+    render,
+    write_atomic,
+)
 from tests.conftest import VLLM_CONFIGS
 
 

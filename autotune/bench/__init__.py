@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from autotune.bench.protocol import Benchmarker, Measurement
-from autotune.errors import UserError
 
 if TYPE_CHECKING:
     from autotune.plan import Plan
@@ -17,5 +16,10 @@ def open_benchmarker(plan: "Plan") -> Benchmarker:
     """The benchmarker the plan names (the replay tables are already loaded by the plan)."""
     if plan.benchmark_kind == "replay":
         return plan.replay
-    raise UserError(f"benchmark {plan.benchmark_kind} is not available in this version; "
-                    f"use benchmark=replay")
+    if plan.benchmark_kind == "gpu":
+        from autotune.bench.gpu import open_gpu_benchmarker
+
+        return open_gpu_benchmarker(plan)
+    from autotune.bench.interpreter import open_interpreter_benchmarker
+
+    return open_interpreter_benchmarker(plan)

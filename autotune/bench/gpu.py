@@ -1,0 +1,139 @@
+"""The GPU benchmarker: CUDA-graph timing in a restartable worker, compiles done ahead in a pool.
+
+The tuner process holds no CUDA context. `measure` waits for the config's compile (that wait is
+the GPU's idle time, reported in `stats`), then asks the measuring worker to time it. A config
+that fails to compile, runs out of resources, faults or hangs comes back as an infeasible
+`Measurement` with its reason; a faulted worker has already been replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Optional
+
+from autotune.bench.compile import CompilePool
+from autotune.bench.protocol import Measurement
+from autotune.bench.timing import TimerSpec, make_gpu_timer
+from autotune.bench.worker import MeasuringWorker, WorkerDied
+
+
+@dataclass
+class BenchStats:
+    measurements: int = 0
+    infeasible: int = 0
+    measure_seconds: float = 0.0  # wall time the measuring worker spent on measurements
+    compile_wait_seconds: float = 0.0  # time measurements waited for the compiler (GPU idle)
+    compile_seconds: float = 0.0  # compile time summed over the pool's workers
+    compiled: int = 0
+    worker_restarts: int = 0
+    faults: tuple[str, ...] = ()
+
+    @property
+    def idle_share(self) -> float:
+        busy = self.measure_seconds + self.compile_wait_seconds
+        return self.compile_wait_seconds / busy if busy else 0.0
+
+
+class WorkerBenchmarker:
+    """Shared by the GPU and interpreter benchmarkers: a worker, maybe a compile pool."""
+
+    kind = "worker"
+
+    def __init__(self, worker: MeasuringWorker, identity: dict[str, Any],
+                 compiler: Optional[CompilePool] = None):
+        self.worker = worker
+        self._identity = identity
+        self.compiler = compiler
+        self._stats = BenchStats()
+        self.environment: dict[str, Any] = {}
+
+    def identity(self) -> dict[str, Any]:
+        return dict(self._identity)
+
+    def default_buckets(self) -> Optional[list[int]]:
+        return None
+
+    def prepare(self, configs: Iterable[Mapping[str, int]], M: int) -> None:
+        if self.compiler is not None:
+            self.compiler.submit(configs, M)
+
+    def measure(self, config: Mapping[str, int], M: int) -> Measurement:
+        config = dict(config)
+        if self.compiler is not None:
+            waited, error = self.compiler.wait(config, M)
+            self._stats.compile_wait_seconds += waited
+            if error:
+                return self._failed(f"compile: {error}")
+        if not self.environment:
+            self.environment = self._call_environment()
+        start = time.perf_counter()
+        try:
+            result = self.worker.call("measure", config, M)
+        except WorkerDied as exc:
+            return self._failed(f"fault: {exc}")
+        except RuntimeError as exc:
+            return self._failed(str(exc))
+        finally:
+            self._stats.measure_seconds += time.perf_counter() - start
+        self._stats.measurements += 1
+        return Measurement(us=result["us"], spread=result["spread"],
+                           samples=tuple(result["samples"]),
+                           method={**self._identity, **result["method"]})
+
+    def verify(self, config: Mapping[str, int], M: int) -> Optional[bool]:
+        """Does the config's output match the reference on this device (fresh random inputs)?"""
+        try:
+            return bool(self.worker.call("verify", dict(config), M)["ok"])
+        except (WorkerDied, RuntimeError):
+            return False
+
+    def stats(self) -> BenchStats:
+        s = self._stats
+        if self.compiler is not None:
+            s.compile_seconds, s.compiled = self.compiler.compile_seconds, self.compiler.compiled
+        s.worker_restarts = self.worker.stats.restarts
+        s.faults = tuple(self.worker.stats.faults)
+        return s
+
+    def close(self) -> None:
+        if self.compiler is not None:
+            self.compiler.close()
+        self.worker.close()
+
+    def _failed(self, reason: str) -> Measurement:
+        self._stats.infeasible += 1
+        return Measurement.failed(reason, **self._identity)
+
+    def _call_environment(self) -> dict[str, Any]:
+        try:
+            return self.worker.call("environment")
+        except (WorkerDied, RuntimeError) as exc:
+            return {"error": str(exc)}
+
+
+def timer_spec(plan, *, fault_config: Optional[dict] = None) -> TimerSpec:
+    s, b = plan.shape, plan.cfg.benchmark
+    l2 = plan.device.l2_cache_mb
+    return TimerSpec(E=s.E, N=s.N, K=s.K, topk=s.topk, dtype=s.dtype, block_shape=s.block_shape,
+                     calls_per_graph=b.calls_per_graph, warmup_replays=b.warmup_replays,
+                     replays=b.replays, l2=b.l2, routing=b.routing, routing_skew=b.routing_skew,
+                     seed=b.seed, l2_cache_bytes=int((l2 or 50) * 2**20),
+                     fault_config=fault_config)
+
+
+def _fault_config() -> Optional[dict]:
+    """Test-only: AUTOTUNE_TEST_FAULT='BLOCK_SIZE_M=64,BLOCK_SIZE_N=32' makes that config fault."""
+    text = os.environ.get("AUTOTUNE_TEST_FAULT")
+    if not text:
+        return None
+    return {k.strip(): int(v) for k, v in (part.split("=") for part in text.split(","))}
+
+
+def open_gpu_benchmarker(plan) -> WorkerBenchmarker:
+    b = plan.cfg.benchmark
+    spec = timer_spec(plan, fault_config=_fault_config())
+    workers = b.compile_workers if b.compile_workers >= 0 else max(1, (os.cpu_count() or 2) - 2)
+    worker = MeasuringWorker(make_gpu_timer, spec, timeout_s=b.measure_timeout_s)
+    return WorkerBenchmarker(worker, plan.benchmark_identity, CompilePool(spec, workers))

@@ -1,0 +1,248 @@
+"""What a measuring worker runs: building inputs, timing one config, checking its output.
+
+`GpuTimer` times the whole MoE call (alignment, quantization, both GEMMs, activation, sum) with
+CUDA events around a CUDA graph of several calls, as vLLM's tuner does, but reports the median
+and spread over replays, and in `cold` L2 mode rotates the calls over several copies of the
+weights so the touched experts are not served from L2. `InterpreterTimer` runs the same call
+under the Triton interpreter and reports wall-clock time: a smoke test, not a GPU timing.
+
+Both run inside the measuring worker process (see worker.py); they import torch and the kernel
+when built, so the parent process never does.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+# Relative-norm error a config's output may have against the reference, per weight dtype.
+TOLERANCE = {"bf16": 1e-2, "fp16": 1e-2, "int8_w8a16": 2e-2, "fp8_w8a8": 4e-2}
+
+
+@dataclass(frozen=True)
+class TimerSpec:
+    """Everything a worker needs to rebuild the problem (picklable)."""
+
+    E: int
+    N: int
+    K: int
+    topk: int
+    dtype: str
+    block_shape: Optional[tuple[int, int]]
+    calls_per_graph: int = 10
+    warmup_replays: int = 5
+    replays: int = 20
+    l2: str = "hot"
+    routing: str = "uniform"
+    routing_skew: float = 1.0
+    seed: int = 0
+    l2_cache_bytes: int = 50 * 2**20
+    fault_config: Optional[dict] = None  # test-only: this config faults on purpose
+
+
+def make_gpu_timer(spec: TimerSpec) -> "GpuTimer":
+    return GpuTimer(spec)
+
+
+def make_interpreter_timer(spec: TimerSpec) -> "InterpreterTimer":
+    return InterpreterTimer(spec)
+
+
+def _quantiles(samples: list[float]) -> tuple[float, float]:
+    """Median and relative interquartile range."""
+    median = statistics.median(samples)
+    if len(samples) < 4:
+        return median, (max(samples) - min(samples)) / median if median else 0.0
+    q = statistics.quantiles(samples, n=4)
+    return median, (q[2] - q[0]) / median if median else 0.0
+
+
+class _Problem:
+    """Random inputs for one batch size, rebuilt when M changes (one M is alive at a time)."""
+
+    def __init__(self, spec: TimerSpec, device: str):
+        self.spec = spec
+        self.device = device
+        self.M: Optional[int] = None
+        self.copies: list = []
+
+    def inputs(self, M: int, copies: int = 1) -> list:
+        from autotune.kernel import make_inputs
+
+        if self.M != M or len(self.copies) != copies:
+            self.copies = []  # free the previous batch size's buffers first
+            s = self.spec
+            base = make_inputs(s.E, s.N, s.K, s.topk, M, s.dtype, s.block_shape, self.device,
+                               routing=s.routing, skew=s.routing_skew, seed=s.seed)
+            # Same tokens and routing, other weight copies: only the weights rotate.
+            self.copies = [base] + [base.with_weights(base.weights.clone())
+                                    for _ in range(copies - 1)]
+            self.M = M
+        return self.copies
+
+
+def verify_output(spec: TimerSpec, config: dict, M: int, device: str, seed: int) -> dict:
+    """Run the config once on fresh random inputs and compare with the plain PyTorch reference."""
+    from autotune.kernel import fused_moe, make_inputs, reference_moe, relative_error
+
+    inputs = make_inputs(spec.E, spec.N, spec.K, spec.topk, M, spec.dtype, spec.block_shape,
+                         device, routing=spec.routing, skew=spec.routing_skew, seed=seed)
+    out = fused_moe(inputs, config)
+    error = relative_error(out, reference_moe(inputs))
+    tolerance = TOLERANCE[spec.dtype]
+    return {"ok": bool(error <= tolerance), "error": error, "tolerance": tolerance}
+
+
+class GpuTimer:
+    def __init__(self, spec: TimerSpec):
+        import torch
+
+        import autotune.kernel  # noqa: F401 - load the kernel module once, before timing
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("no CUDA GPU in the measuring worker")
+        self.torch = torch
+        self.spec = spec
+        self.problem = _Problem(spec, "cuda")
+        self._verify_seed = 1000 + spec.seed
+
+    def copies_for(self, M: int) -> int:
+        """Weight copies for cold L2: enough that one call's experts are evicted by the next."""
+        s = self.spec
+        if s.l2 == "hot":
+            return 1
+        a_bytes = 1 if s.dtype in ("fp8_w8a8", "int8_w8a16") else 2
+        per_expert = 3 * s.N * s.K * a_bytes
+        touched = min(s.E, M * s.topk) * per_expert
+        wanted = max(2, math.ceil(3 * s.l2_cache_bytes / touched) + 1)
+        free, _ = self.torch.cuda.mem_get_info()
+        affordable = max(1, int(0.5 * free // (s.E * per_expert)))
+        return max(1, min(wanted, s.calls_per_graph, affordable))
+
+    def measure(self, config: dict, M: int) -> dict:
+        from autotune.kernel import MoEPlan
+
+        torch, s = self.torch, self.spec
+        copies = self.problem.inputs(M, self.copies_for(M))
+        plan = MoEPlan.create(copies[0], config)
+        if s.fault_config and all(config.get(k) == v for k, v in s.fault_config.items()):
+            _plant_fault(plan)
+        # Eager calls first: compile or load the kernels, and surface launch errors outside a
+        # graph capture.
+        for inputs in copies:
+            plan.inputs = inputs
+            plan()
+        torch.cuda.synchronize()
+
+        stream = torch.cuda.Stream()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.stream(stream):
+            with torch.cuda.graph(graph, stream=stream):
+                for i in range(s.calls_per_graph):
+                    plan.inputs = copies[i % len(copies)]
+                    plan()
+        torch.cuda.synchronize()
+        for _ in range(s.warmup_replays):
+            graph.replay()
+        start = [torch.cuda.Event(enable_timing=True) for _ in range(s.replays)]
+        end = [torch.cuda.Event(enable_timing=True) for _ in range(s.replays)]
+        for i in range(s.replays):
+            start[i].record()
+            graph.replay()
+            end[i].record()
+        torch.cuda.synchronize()
+        samples = [a.elapsed_time(b) * 1000.0 / s.calls_per_graph
+                   for a, b in zip(start, end, strict=True)]
+        del graph
+        median, spread = _quantiles(samples)
+        return {"us": median, "spread": spread, "samples": samples,
+                "method": {"l2": s.l2, "weight_copies": len(copies)}}
+
+    def verify(self, config: dict, M: int) -> dict:
+        self._verify_seed += 1  # fresh random inputs for every check
+        return verify_output(self.spec, config, M, "cuda", self._verify_seed)
+
+    def environment(self) -> dict:
+        return gpu_environment()
+
+
+class InterpreterTimer:
+    """Wall-clock of the real kernel under the Triton interpreter (TRITON_INTERPRET=1)."""
+
+    REPEATS = 3
+
+    def __init__(self, spec: TimerSpec):
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            raise RuntimeError("the interpreter timer needs TRITON_INTERPRET=1 before Triton loads")
+        import autotune.kernel  # noqa: F401
+
+        self.spec = spec
+        self.problem = _Problem(spec, "cpu")
+        self._verify_seed = 1000 + spec.seed
+
+    def measure(self, config: dict, M: int) -> dict:
+        from autotune.kernel import MoEPlan
+
+        plan = MoEPlan.create(self.problem.inputs(M)[0], config)
+        plan()
+        samples = []
+        for _ in range(self.REPEATS):
+            t0 = time.perf_counter()
+            plan()
+            samples.append((time.perf_counter() - t0) * 1e6)
+        median, spread = _quantiles(samples)
+        return {"us": median, "spread": spread, "samples": samples,
+                "method": {"timing": "wall clock under the Triton interpreter (not a GPU timing)"}}
+
+    def verify(self, config: dict, M: int) -> dict:
+        self._verify_seed += 1
+        return verify_output(self.spec, config, M, "cpu", self._verify_seed)
+
+    def environment(self) -> dict:
+        import torch
+        import triton
+
+        return {"device": "cpu (Triton interpreter)", "torch": torch.__version__,
+                "triton": triton.__version__}
+
+
+def gpu_environment() -> dict:
+    """GPU name, clocks, temperature and software versions, for the record beside results."""
+    import torch
+    import triton
+
+    env: dict[str, Any] = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+                           "triton": triton.__version__, "cuda": torch.version.cuda}
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--id=" + os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0],
+             "--query-gpu=clocks.sm,clocks.mem,clocks.max.sm,temperature.gpu,power.draw",
+             "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10)
+        sm, mem, max_sm, temp, power = [v.strip() for v in out.stdout.strip().split(",")]
+        env.update(sm_clock_mhz=sm, mem_clock_mhz=mem, max_sm_clock_mhz=max_sm,
+                   temperature_c=temp, power_w=power)
+    except (OSError, ValueError, subprocess.SubprocessError):
+        env["clocks"] = "nvidia-smi unavailable"
+    return env
+
+
+def _plant_fault(plan) -> None:
+    """Test-only: point every row block at a far-away expert, so GEMM1 reads an illegal address."""
+    import dataclasses
+
+    import torch
+
+    align = plan.align
+
+    def faulty_align():
+        routing = align()
+        bad = torch.full_like(routing.expert_ids, 2**30)
+        plan.routing = dataclasses.replace(routing, expert_ids=bad)
+        return plan.routing
+
+    plan.align = faulty_align

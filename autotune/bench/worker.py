@@ -1,0 +1,168 @@
+"""The measuring worker: a child process that owns the device, restarted when a config kills it.
+
+A CUDA fault (illegal address, launch failure) poisons the whole process's CUDA context, and a
+hung kernel never returns. So every measurement runs in a child process: the parent sends one
+request at a time over a pipe and waits with a timeout; if the child dies or hangs, the parent
+kills it, answers the request as infeasible with the reason, and starts a fresh child for the
+next one. The tuner process never touches the GPU.
+
+The child is started with the "spawn" method (a fresh interpreter: CUDA cannot be forked) and
+builds its `Timer` from a picklable spec, so this module imports neither torch nor Triton.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+# What the child runs: spec -> an object with methods named by the requests ("measure", ...).
+TimerFactory = Callable[[Any], Any]
+
+
+@dataclass
+class WorkerStats:
+    restarts: int = 0
+    faults: list[str] = field(default_factory=list)  # reasons the child was replaced
+    busy_seconds: float = 0.0  # time the child spent answering requests
+
+
+class WorkerDied(Exception):
+    """The child died or hung while answering; it has been replaced."""
+
+
+class MeasuringWorker:
+    """Parent side: one child at a time, requests answered in order."""
+
+    def __init__(self, factory: TimerFactory, spec: Any, *, env: Optional[dict] = None,
+                 timeout_s: float = 120.0, start_timeout_s: float = 300.0):
+        self.factory = factory
+        self.spec = spec
+        self.env = env or {}
+        self.timeout_s = timeout_s
+        self.start_timeout_s = start_timeout_s
+        self.stats = WorkerStats()
+        self._proc: Optional[mp.process.BaseProcess] = None
+        self._conn = None
+
+    def call(self, op: str, *args: Any, timeout_s: Optional[float] = None) -> Any:
+        """Run `timer.op(*args)` in the child; raises WorkerDied if the child faults or hangs.
+
+        Exceptions the timer raises (a compile error, out of resources) come back as
+        RuntimeError with the child's message; the child stays alive for those.
+        """
+        self._ensure_started()
+        start = time.perf_counter()
+        try:
+            self._conn.send((op, args))
+            if not self._conn.poll(timeout_s or self.timeout_s):
+                self._replace(f"no answer within {timeout_s or self.timeout_s:.0f} s")
+                raise WorkerDied(f"hung: no answer within {timeout_s or self.timeout_s:.0f} s")
+            status, payload = self._conn.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            code = self._proc.exitcode if self._proc is not None else None
+            self._replace(f"worker exited (code {code})")
+            raise WorkerDied(f"worker process died (exit code {code})") from None
+        finally:
+            self.stats.busy_seconds += time.perf_counter() - start
+        if status == "ok":
+            return payload
+        if status == "fatal":  # the CUDA context is poisoned: the child exits after answering
+            self._replace(payload)
+            raise WorkerDied(payload)
+        raise RuntimeError(payload)
+
+    def close(self) -> None:
+        if self._proc is None:
+            return
+        try:
+            self._conn.send(("exit", ()))
+            self._proc.join(timeout=10)
+        except (OSError, BrokenPipeError):
+            pass
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join()
+        self._proc = None
+
+    # -- child lifecycle -------------------------------------------------------------------------
+    def _ensure_started(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            return
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)  # the spawned interpreter inherits the environment
+        try:
+            proc = ctx.Process(target=_serve, args=(child, self.factory, self.spec), daemon=True)
+            proc.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        child.close()
+        if not parent.poll(self.start_timeout_s):
+            proc.kill()
+            raise WorkerDied("worker did not start")
+        status, payload = parent.recv()
+        if status != "ready":
+            proc.join()
+            raise RuntimeError(f"worker failed to start: {payload}")
+        self._proc, self._conn = proc, parent
+
+    def _replace(self, reason: str) -> None:
+        self.stats.restarts += 1
+        self.stats.faults.append(reason)
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.join()
+        self._proc = None
+
+
+def _serve(conn, factory: TimerFactory, spec: Any) -> None:
+    """Child side: build the timer, then answer requests until told to exit."""
+    try:
+        timer = factory(spec)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            op, args = conn.recv()
+        except EOFError:
+            return
+        if op == "exit":
+            return
+        try:
+            conn.send(("ok", getattr(timer, op)(*args)))
+        except Exception as exc:  # noqa: BLE001
+            message = f"{type(exc).__name__}: {_first_line(exc)}"
+            if _poisons_context(exc):
+                conn.send(("fatal", message))
+                return
+            conn.send(("error", message))
+        except BaseException:  # pragma: no cover - interpreter shutting down
+            traceback.print_exc()
+            return
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+# CUDA errors after which the context cannot be used again.
+_STICKY = ("illegal memory access", "illegal address", "unspecified launch failure",
+           "misaligned address", "device-side assert", "an illegal instruction",
+           "CUDA error: unknown error", "uncorrectable ECC error")
+
+
+def _poisons_context(exc: BaseException) -> bool:
+    text = str(exc)
+    return any(s in text for s in _STICKY)
