@@ -55,24 +55,22 @@ class MeasuringWorker:
         RuntimeError with the child's message; the child stays alive for those.
         """
         self._ensure_started()
+        wait = timeout_s or self.timeout_s
         start = time.perf_counter()
         try:
             self._conn.send((op, args))
-            if not self._conn.poll(timeout_s or self.timeout_s):
-                self._replace(f"no answer within {timeout_s or self.timeout_s:.0f} s")
-                raise WorkerDied(f"hung: no answer within {timeout_s or self.timeout_s:.0f} s")
+            if not self._conn.poll(wait):
+                raise self._replace(f"hung: no answer within {wait:.0f} s")
             status, payload = self._conn.recv()
-        except (EOFError, OSError, BrokenPipeError):
-            code = self._proc.exitcode if self._proc is not None else None
-            self._replace(f"worker exited (code {code})")
-            raise WorkerDied(f"worker process died (exit code {code})") from None
+        except (EOFError, OSError):
+            self._proc.join(timeout=5)  # let the exit code arrive
+            raise self._replace(f"worker process died (exit code {self._proc.exitcode})") from None
         finally:
             self.stats.busy_seconds += time.perf_counter() - start
         if status == "ok":
             return payload
         if status == "fatal":  # the CUDA context is poisoned: the child exits after answering
-            self._replace(payload)
-            raise WorkerDied(payload)
+            raise self._replace(payload)
         raise RuntimeError(payload)
 
     def close(self) -> None:
@@ -115,13 +113,15 @@ class MeasuringWorker:
             raise RuntimeError(f"worker failed to start: {payload}")
         self._proc, self._conn = proc, parent
 
-    def _replace(self, reason: str) -> None:
+    def _replace(self, reason: str) -> WorkerDied:
+        """Kill the child (the next call starts a fresh one); the error to raise."""
         self.stats.restarts += 1
         self.stats.faults.append(reason)
         if self._proc is not None:
             self._proc.kill()
             self._proc.join()
         self._proc = None
+        return WorkerDied(reason)
 
 
 def _serve(conn, factory: TimerFactory, spec: Any) -> None:
