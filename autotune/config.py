@@ -103,6 +103,7 @@ class Config:
     buckets: Optional[List[int]] = None  # null: the benchmark's default (vLLM's 18 batch sizes)
     storage: Optional[str] = None  # Optuna storage URL; null: sqlite file under outputs/
     output_dir: str = "outputs/configs"
+    table_dir: str = "outputs/tables"  # sampler=grid records a moe-grid-table/1 file per bucket
     dry_run: bool = False
     progress: bool = True
 

@@ -19,6 +19,7 @@ from autotune.plan import Plan
 from autotune.samplers import make_pruner, make_sampler
 from autotune.storage import open_storage
 from autotune.study import BucketOutcome, BucketTuner, Record, open_study
+from autotune.tables import write_grid_table
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ def tune(plan: Plan, bench: Optional[Benchmarker] = None) -> TuneResult:
             bar.update(budget - min(len(outcome.records), budget))
             result.outcomes.append(outcome)
             _log_outcome(outcome)
+            if exhaustive:
+                environment = getattr(bench, "environment", {}) or {}
+                write_grid_table(plan, outcome, environment, Path(plan.cfg.table_dir))
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
