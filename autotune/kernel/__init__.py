@@ -10,7 +10,13 @@ Public API:
 - :func:`reference_moe` and :func:`relative_error`: the correctness check.
 """
 
-from .align import AlignedRouting, aligned_buffer_length, moe_align, naive_routing, use_naive_assignment
+from .align import (
+    AlignedRouting,
+    aligned_buffer_length,
+    moe_align,
+    naive_routing,
+    use_naive_assignment,
+)
 from .fused_moe import (
     KERNEL_VERSION,
     MoEPlan,

@@ -61,6 +61,16 @@ CONFIG_KEYS = (
 OPTIONAL_CONFIG_KEYS = ("SWAP_AB",)
 
 
+@triton.jit
+def _store_tile(
+    c_ptr, tile, offs_token, token_mask, pid_n, N, stride_cm, stride_cn, BLOCK_SIZE_N: tl.constexpr
+):
+    # Output pointers are built here, after the K loop, so they hold no registers during it.
+    offs_cn = pid_n * BLOCK_SIZE_N + tl.arange(0, BLOCK_SIZE_N)
+    c_ptrs = c_ptr + offs_token[:, None] * stride_cm + offs_cn[None, :] * stride_cn
+    tl.store(c_ptrs, tile, mask=token_mask[:, None] & (offs_cn[None, :] < N))
+
+
 @triton.jit(do_not_specialize=["EM", "num_valid_tokens"])
 def _moe_gemm_kernel(
     a_ptr,  # [rows_a, K] bf16/fp16 (fp8 e4m3 when use_fp8_w8a8); pair p reads row p // top_k
@@ -125,14 +135,13 @@ def _moe_gemm_kernel(
         offs_token = tl.load(sorted_token_ids_ptr + pid_m * BLOCK_SIZE_M + offs_m).to(tl.int64)
     token_mask = offs_token < num_valid_tokens
 
-    offs_cn = pid_n * BLOCK_SIZE_N + tl.arange(0, BLOCK_SIZE_N)
-    c_ptrs = c_ptr + offs_token[:, None] * stride_cm + offs_cn[None, :] * stride_cn
-    c_mask = token_mask[:, None] & (offs_cn[None, :] < N)
-
     off_expert = tl.load(expert_ids_ptr + pid_m).to(tl.int64)
     if off_expert == -1:
         # Expert parallelism: this expert lives on another GPU; its pairs contribute zeros here.
-        tl.store(c_ptrs, tl.zeros((BLOCK_SIZE_M, BLOCK_SIZE_N), dtype=compute_type), mask=c_mask)
+        zeros = tl.zeros((BLOCK_SIZE_M, BLOCK_SIZE_N), dtype=compute_type)
+        _store_tile(
+            c_ptr, zeros, offs_token, token_mask, pid_n, N, stride_cm, stride_cn, BLOCK_SIZE_N
+        )
         return
 
     # Columns past N wrap around instead of being masked: loads stay unmasked along N and the
@@ -140,7 +149,9 @@ def _moe_gemm_kernel(
     offs_bn = (pid_n * BLOCK_SIZE_N + tl.arange(0, BLOCK_SIZE_N).to(tl.int64)) % N
     offs_k = tl.arange(0, BLOCK_SIZE_K)
     a_ptrs = a_ptr + (offs_token[:, None] // top_k) * stride_am + offs_k[None, :] * stride_ak
-    b_ptrs = b_ptr + off_expert * stride_be + offs_k[:, None] * stride_bk + offs_bn[None, :] * stride_bn
+    b_ptrs = (
+        b_ptr + off_expert * stride_be + offs_k[:, None] * stride_bk + offs_bn[None, :] * stride_bn
+    )
 
     if use_int8_w8a16:
         b_scale = tl.load(b_scale_ptr + off_expert * stride_bse + offs_bn * stride_bsn)
@@ -189,7 +200,17 @@ def _moe_gemm_kernel(
         # In fp32, before the cast to the activation dtype.
         moe_weight = tl.load(topk_weights_ptr + offs_token, mask=token_mask, other=0.0)
         acc = acc * moe_weight[:, None]
-    tl.store(c_ptrs, acc.to(compute_type), mask=c_mask)
+    _store_tile(
+        c_ptr,
+        acc.to(compute_type),
+        offs_token,
+        token_mask,
+        pid_n,
+        N,
+        stride_cm,
+        stride_cn,
+        BLOCK_SIZE_N,
+    )
 
 
 def kernel_config(

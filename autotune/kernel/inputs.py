@@ -153,8 +153,10 @@ def make_weights(
             if dtype in _TORCH_DTYPES:
                 qs.append(w.to(_TORCH_DTYPES[dtype]))
                 continue
-            q, s = quantize_weight_fp8(w, block_shape) if dtype == "fp8_w8a8" else (
-                quantize_weight_int8(w)
+            q, s = (
+                quantize_weight_fp8(w, block_shape)
+                if dtype == "fp8_w8a8"
+                else (quantize_weight_int8(w))
             )
             qs.append(q)
             scales.append(s)
@@ -258,9 +260,7 @@ def make_inputs(
     )
     x = torch.randn(M, K, generator=_generator(device, seed + 3), device=device).to(act_dtype)
     expert_map = (
-        None
-        if ep_experts is None
-        else make_expert_map(E, ep_experts, rank=ep_rank, device=device)
+        None if ep_experts is None else make_expert_map(E, ep_experts, rank=ep_rank, device=device)
     )
     return MoEInputs(
         x=x,

@@ -97,9 +97,7 @@ def _launch_rowwise(
     rows = x.shape[0]
     groups = triton.cdiv(cols, group_size)
     out = torch.empty(rows, cols, dtype=FP8_DTYPE if quantize else x.dtype, device=x.device)
-    scales = (
-        torch.empty(rows, groups, dtype=torch.float32, device=x.device) if quantize else None
-    )
+    scales = torch.empty(rows, groups, dtype=torch.float32, device=x.device) if quantize else None
     if rows > 0 and cols > 0:
         _rowwise_activation_kernel[(rows, groups)](
             x,
