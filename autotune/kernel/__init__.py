@@ -5,7 +5,8 @@ Public API:
   e.g. to time only the two GEMM launches); :func:`moe_gemm` (one GEMM launch);
 - :func:`moe_align` / :func:`naive_routing`: grouping (token, slot) pairs by expert;
 - :func:`kernel_config` (what the kernel runs for a config), :func:`shared_memory_bytes` (the
-  pre-filter estimate) and :data:`KERNEL_VERSION`;
+  pre-filter estimate), :func:`swap_ab_applies` (vLLM's Hopper swap-AB rule) and
+  :data:`KERNEL_VERSION`;
 - :func:`make_inputs` / :class:`MoEInputs` / :class:`ExpertWeights`: random inputs;
 - :func:`reference_moe` and :func:`relative_error`: the correctness check.
 """
@@ -24,6 +25,7 @@ from .fused_moe import (
     kernel_config,
     moe_gemm,
     shared_memory_bytes,
+    swap_ab_applies,
 )
 from .inputs import (
     ROUTINGS,
@@ -59,5 +61,6 @@ __all__ = [
     "reference_moe",
     "relative_error",
     "shared_memory_bytes",
+    "swap_ab_applies",
     "use_naive_assignment",
 ]

@@ -242,6 +242,9 @@ def kernel_config(
     if out["num_stages"] < 1:
         raise ValueError(f"num_stages must be >= 1, got {out['num_stages']}")
     out["SWAP_AB"] = bool(config.get("SWAP_AB", False))
+    if dtype == "fp8_w8a8" and out["BLOCK_SIZE_K"] < 32:
+        # Triton's fp8 tl.dot needs K >= 32 on the GPU (the interpreter would accept 16).
+        raise ValueError(f"BLOCK_SIZE_K must be >= 32 for fp8_w8a8, got {out['BLOCK_SIZE_K']}")
     if block_shape is not None:
         block_k = min(block_shape)  # vLLM: min(BLOCK_SIZE_K, min(block_n, block_k))
         out["BLOCK_SIZE_K"] = min(out["BLOCK_SIZE_K"], block_k)
@@ -250,6 +253,18 @@ def kernel_config(
                 f"BLOCK_SIZE_K {out['BLOCK_SIZE_K']} must divide the quantization block {block_k}"
             )
     return out
+
+
+def swap_ab_applies(config: Mapping[str, Any]) -> bool:
+    """The tile shapes for which vLLM and SGLang swap A and B on Hopper (SM90).
+
+    BLOCK_SIZE_M < 64 and BLOCK_SIZE_N >= 64 (vLLM PR #36559, SGLang PR #15712). vLLM decides this
+    itself (its config files have no such key). Measured on an H200 (benchmarks/kernel/README.md):
+    the recorded vLLM 0.33.0 table times at M=1 and at M=64's best 20 match our kernel with
+    SWAP_AB on (within 1-2 %) and not with it off (8-30 % slower), so to time what vLLM runs on
+    Hopper set ``SWAP_AB = swap_ab_applies(config)``.
+    """
+    return int(config["BLOCK_SIZE_M"]) < 64 and int(config["BLOCK_SIZE_N"]) >= 64
 
 
 def _operand_bytes(dtype: str) -> tuple[int, int]:
@@ -268,9 +283,11 @@ def shared_memory_bytes(
 ) -> int:
     """Estimated shared memory of one program: num_stages * (BM*BK*a_bytes + BK*BN*b_bytes).
 
-    A pre-filter estimate: Triton may need a little more (epilogue layout conversion, barriers),
-    so keep a margin below the device limit (227 KiB on H100/H200) and treat an out-of-resources
-    launch as infeasible anyway.
+    A pre-filter estimate, checked on an H200 (limit 232448 bytes) with Triton 3.6 for fp8 block
+    configs: BM=256 BN=128 BK=128 fails at 5 stages (245760 estimated) and runs at 4 (196608),
+    as the estimate says. For 16-bit tiles of 256x256 Triton reported needing 262144 bytes where
+    this estimate gives more, so it errs on the safe side there; still treat an out-of-resources
+    launch as an infeasible config.
     """
     cfg = kernel_config(config, dtype, block_shape)
     a_bytes, b_bytes = _operand_bytes(dtype)

@@ -26,6 +26,7 @@ from autotune.kernel import (
     reference_moe,
     relative_error,
     shared_memory_bytes,
+    swap_ab_applies,
     use_naive_assignment,
 )
 from autotune.kernel.quant import interpreting
@@ -46,10 +47,12 @@ def config(bm, bn, bk, group=1, warps=4, stages=3, swap=False):
 
 
 SMALLEST = config(16, 32, 16, stages=2)  # many K steps, masked K edge
+SMALLEST_FP8 = config(16, 32, 32, stages=2)  # fp8 tl.dot needs K >= 32 on the GPU
 MID = config(32, 64, 64, group=8)
 SWAP = config(16, 64, 128, group=16, swap=True)
 LARGE = config(128, 128, 256, warps=8)  # BLOCK_SIZE_K 256 -> 128 with block quantization
-LARGEST = config(256, 256, 256, warps=8, stages=2)
+# The largest tile that fits an H200's shared memory in 16 bits (256x256x256 does not).
+LARGEST = config(256, 128, 128, warps=8, stages=2)
 
 # (id, M, E, topk, H, N, weight dtype, block_shape, activation dtype, config, EP local experts)
 # H and N are never multiples of the tiles; several cases leave experts without tokens.
@@ -60,7 +63,7 @@ CASES = [
     ("m100-top2-fp16-large", 100, 8, 2, 200, 72, "fp16", None, F16, LARGE, None),
     ("m100-top2-fp16-ep", 100, 8, 2, 96, 48, "fp16", None, F16, MID, 3),
     ("m1-top8-fp8block-naive", 1, 32, 8, 200, 160, "fp8_w8a8", BLOCK, F16, MID, None),
-    ("m3-top2-fp8block-smallest", 3, 16, 2, 200, 160, "fp8_w8a8", BLOCK, F16, SMALLEST, None),
+    ("m3-top2-fp8block-smallest", 3, 16, 2, 200, 160, "fp8_w8a8", BLOCK, F16, SMALLEST_FP8, None),
     ("m16-top8-fp8block-swap", 16, 16, 8, 200, 160, "fp8_w8a8", BLOCK, F16, SWAP, None),
     ("m100-top2-fp8block-ep-large", 100, 16, 2, 300, 136, "fp8_w8a8", BLOCK, F16, LARGE, 6),
     ("m16-top2-fp8block-bf16-act", 16, 8, 2, 200, 160, "fp8_w8a8", BLOCK, BF16, MID, None),
@@ -80,10 +83,16 @@ def needs_bf16_dot(weight_dtype, act_dtype):
 
 
 def tolerances(weight_dtype, act_dtype):
-    """(matched-precision bound, plain fp32 bound) on the relative norm error."""
-    matched = 3e-2 if act_dtype == BF16 else 5e-3  # bf16 intermediates round 8x coarser than fp16
-    plain = 8e-2 if weight_dtype == "fp8_w8a8" else 1e-2  # fp8 activations: about 4 % each pass
-    return matched, plain
+    """(matched-precision bound, plain fp32 bound) on the relative norm error.
+
+    Matched: bf16 intermediates round 8x coarser than fp16; Hopper's fp8 MMA accumulates each K
+    step in reduced precision (seen on an H200: 7e-3 where the interpreter gives 2e-4), and an
+    intermediate that lands on the other side of an fp8 rounding boundary moves a whole fp8 step.
+    Plain: fp8 activations lose about 4 % per quantization, twice.
+    """
+    if weight_dtype == "fp8_w8a8":
+        return (3e-2 if act_dtype == BF16 else 1.5e-2), 8e-2
+    return (3e-2 if act_dtype == BF16 else 5e-3), 1e-2
 
 
 def run_poisoned(inputs, cfg):
@@ -133,10 +142,12 @@ def test_cases_cover_the_paths_they_claim():
 )
 @pytest.mark.parametrize("dtype, block_shape", [("fp16", None), ("fp8_w8a8", BLOCK)])
 def test_every_config_size(device, cfg, dtype, block_shape):
+    if dtype == "fp8_w8a8" and cfg is SMALLEST:
+        cfg = SMALLEST_FP8
     inputs = make_inputs(8, 72, 200, 4, 24, dtype, block_shape, device, act_dtype=F16, seed=7)
     out = run_poisoned(inputs, cfg)
     err = relative_error(out, reference_moe(inputs, match_kernel_precision=True))
-    assert err < 5e-3, f"{err:.2e}"
+    assert err < tolerances(dtype, F16)[0], f"{err:.2e}"
 
 
 @pytest.mark.parametrize("swap", [False, True])
@@ -166,6 +177,11 @@ def test_gemm_writes_every_pair_row_and_zeros_for_other_gpus(device, swap, naive
         torch.testing.assert_close(c[p].float(), want, atol=2e-3, rtol=2e-3)
 
 
+def test_swap_ab_rule():
+    assert swap_ab_applies(config(16, 64, 128)) and swap_ab_applies(config(32, 256, 64))
+    assert not swap_ab_applies(config(64, 64, 128)) and not swap_ab_applies(config(16, 32, 128))
+
+
 def test_kernel_config_follows_vllm():
     cfg = kernel_config(config(16, 64, 256), "fp8_w8a8", BLOCK)
     assert cfg["BLOCK_SIZE_K"] == 128  # min(BLOCK_SIZE_K, block_k)
@@ -181,11 +197,12 @@ def test_kernel_config_follows_vllm():
         ({"BLOCK_SIZE_N": 48}, "BLOCK_SIZE_N must be a power of two"),
         ({"num_warps": 3}, "num_warps"),
         ({"GROUP_SIZE_M": 0}, "GROUP_SIZE_M"),
+        ({"BLOCK_SIZE_K": 16}, "BLOCK_SIZE_K must be >= 32 for fp8"),
     ],
 )
 def test_bad_configs_name_the_value(change, message):
     with pytest.raises(ValueError, match=message):
-        kernel_config({**MID, **change}, "fp16")
+        kernel_config({**MID, **change}, "fp8_w8a8")
     incomplete = dict(MID)
     del incomplete["num_stages"]
     with pytest.raises(ValueError, match="missing"):
