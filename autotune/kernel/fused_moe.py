@@ -24,7 +24,8 @@ BLOCK_SIZE_K becomes min(BLOCK_SIZE_K, block_k) as in vLLM (:func:`kernel_config
 One addition: the optional config key ``SWAP_AB`` (default False) computes each tile as
 (B^T A^T)^T, so the weight tile's BLOCK_SIZE_N rows feed the tensor core's M side. It is meant for
 Hopper with BLOCK_SIZE_M < 64 and BLOCK_SIZE_N >= 64, where wgmma's M is at least 64 and a
-16-row token tile would waste it; it is valid (and tested) for any tile.
+16-row token tile would waste it; it is valid (and tested) for any tile. vLLM applies it on its
+own on Hopper (:func:`swap_ab_applies`); measured on an H200 it is 4-30 % faster at M <= 64.
 """
 
 from __future__ import annotations
