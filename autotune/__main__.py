@@ -44,6 +44,12 @@ def run(cfg: Config) -> None:
         best = o.best
         line = (f"{best.us:9.2f} us  {best.config}" if best else "no feasible config")
         print(f"M={o.M:<5d} {len(o.records):3d} measured ({o.new_measurements} new)  {line}")
+    stats = result.bench_stats
+    if stats:
+        print(f"benchmark: {stats['measurements']} measurements in {stats['measure_seconds']:.1f} s, "
+              f"{stats['compile_wait_seconds']:.1f} s waiting for compiles "
+              f"(GPU idle {100 * stats['idle_share']:.0f}%), {stats['compiled']} compiles, "
+              f"{stats['worker_restarts']} worker restarts")
     if result.output_path:
         print(f"wrote {result.output_path}")
     if result.interrupted:

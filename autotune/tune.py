@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ class TuneResult:
     outcomes: list[BucketOutcome] = field(default_factory=list)
     output_path: Optional[Path] = None
     interrupted: bool = False
+    bench_stats: dict = field(default_factory=dict)  # measuring/compile/idle time, restarts
 
 
 def tune(plan: Plan, bench: Optional[Benchmarker] = None) -> TuneResult:
@@ -66,6 +68,9 @@ def tune(plan: Plan, bench: Optional[Benchmarker] = None) -> TuneResult:
         result.interrupted = True
     finally:
         bar.close()
+        if hasattr(bench, "stats"):
+            result.bench_stats = dataclasses.asdict(bench.stats())
+            result.bench_stats["idle_share"] = bench.stats().idle_share
         if owns_bench:
             bench.close()
     result.output_path = write_config_file(plan, result.outcomes, bench)

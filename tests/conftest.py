@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
+# Kernels run under the Triton interpreter unless the suite is started with TRITON_INTERPRET=0 on
+# a GPU machine. @triton.jit reads this when a kernel module is imported, so it is set here,
+# before any test module imports autotune.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 GRIDS = DATA / "grids"  # vLLM's kernel on an H200: Qwen3.5-35B-A3B-FP8 TP1, M = 1..4096

@@ -4,4 +4,4 @@ with new ones. Bump it when a change to the kernel can change a config's speed.
 Kept apart from the kernel module so that planning does not import Triton.
 """
 
-KERNEL_VERSION = "1"
+KERNEL_VERSION = "fmoe-1"

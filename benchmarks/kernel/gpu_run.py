@@ -432,7 +432,8 @@ def main():
                 graphs = {"ours": ours_graph(plans, cold=False)}
                 if launch is not None:
                     c1, c3 = torch.empty_like(plans[0].cache1), torch.empty_like(plans[0].cache3)
-                    graphs["vllm"] = capture(lambda i, p=plans[0]: vllm_gemms(launch, p, c1, c3))
+                    graphs["vllm"] = capture(
+                        lambda i, p=plans[0], c1=c1, c3=c3: vllm_gemms(launch, p, c1, c3))
                     plans[0].gemms()
                     torch.cuda.synchronize()
                     row["max_abs_diff_vs_vllm"] = max(
