@@ -86,6 +86,7 @@ class BenchmarkConfig:
     routing: str = "uniform"  # uniform | skewed
     routing_skew: float = 1.0  # exponent of the skewed (Zipf-like) expert popularity
     seed: int = 0
+    swap_ab: str = "auto"  # auto: as vLLM runs each config on this GPU (swapped on Hopper) | on | off
     compile_workers: int = -1  # processes compiling ahead; -1: all CPU cores but two
     measure_timeout_s: float = 120.0  # a measurement that takes longer is a hung kernel
 

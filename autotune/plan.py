@@ -82,6 +82,7 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     _check_choice("pruner.name", cfg.pruner.name, PRUNERS)
     _check_choice("benchmark.l2", cfg.benchmark.l2, ("hot", "cold"))
     _check_choice("benchmark.routing", cfg.benchmark.routing, ("uniform", "skewed"))
+    _check_choice("benchmark.swap_ab", cfg.benchmark.swap_ab, ("auto", "on", "off"))
     _check_positive("trials", cfg.trials)
     if cfg.patience is not None:
         _check_positive("patience", cfg.patience)
@@ -119,6 +120,8 @@ def benchmark_identity(cfg: Config, kind: str) -> dict[str, Any]:
     if kind == "gpu":
         identity.update(calls_per_graph=b.calls_per_graph, replays=b.replays, l2=b.l2,
                         routing=b.routing)
+        if b.swap_ab != "auto":
+            identity["swap_ab"] = b.swap_ab
         if b.routing != "uniform":
             identity["routing_skew"] = b.routing_skew
     return identity

@@ -17,16 +17,18 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Mapping, Optional
 
-from autotune.bench.timing import TimerSpec
+from autotune.bench.timing import TimerSpec, runtime_config
 from autotune.space import SearchSpace
 
 _compiler = None  # per worker process: the buffers that give the kernel its argument types
+_spec: Optional[TimerSpec] = None
 
 
 def _init_worker(spec: TimerSpec) -> None:
-    global _compiler
+    global _compiler, _spec
     from autotune.kernel import MoECompiler
 
+    _spec = spec
     _compiler = MoECompiler(spec.E, spec.N, spec.K, spec.topk, spec.dtype, spec.block_shape)
 
 
@@ -34,7 +36,7 @@ def _compile(config: dict, M: int) -> tuple[float, Optional[str]]:
     """Seconds spent and the error, if the config does not compile."""
     start = time.perf_counter()
     try:
-        _compiler.compile(config, M)
+        _compiler.compile(runtime_config(config, _spec), M)
     except Exception as exc:  # noqa: BLE001 - a compile error is a result, not a crash
         text = str(exc).strip().splitlines()
         return time.perf_counter() - start, f"{type(exc).__name__}: {text[0] if text else ''}"

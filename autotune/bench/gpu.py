@@ -119,7 +119,7 @@ def timer_spec(plan, *, fault_config: Optional[dict] = None) -> TimerSpec:
     return TimerSpec(E=s.E, N=s.N, K=s.K, topk=s.topk, dtype=s.dtype, block_shape=s.block_shape,
                      calls_per_graph=b.calls_per_graph, warmup_replays=b.warmup_replays,
                      replays=b.replays, l2=b.l2, routing=b.routing, routing_skew=b.routing_skew,
-                     seed=b.seed, l2_cache_bytes=int((l2 or 50) * 2**20),
+                     seed=b.seed, l2_cache_bytes=int((l2 or 50) * 2**20), swap_ab=b.swap_ab,
                      fault_config=fault_config)
 
 

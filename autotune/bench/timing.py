@@ -42,7 +42,23 @@ class TimerSpec:
     routing_skew: float = 1.0
     seed: int = 0
     l2_cache_bytes: int = 50 * 2**20
+    swap_ab: str = "auto"  # auto: as vLLM runs the config on this GPU | on | off
     fault_config: Optional[dict] = None  # test-only: this config faults on purpose
+
+
+def runtime_config(config: dict, spec: TimerSpec) -> dict:
+    """The config as vLLM runs it here: on Hopper, vLLM swaps A and B for small tiles by itself
+    (no key in the file), so `auto` times that variant; the file entry stays the plain config."""
+    if spec.swap_ab == "off":
+        return {**config, "SWAP_AB": False}
+    if spec.swap_ab == "on":
+        return {**config, "SWAP_AB": True}
+    import torch
+
+    from autotune.kernel import swap_ab_applies
+
+    hopper = torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9
+    return {**config, "SWAP_AB": hopper and swap_ab_applies(config)}
 
 
 def make_gpu_timer(spec: TimerSpec) -> "GpuTimer":
@@ -129,7 +145,7 @@ class GpuTimer:
 
         torch, s = self.torch, self.spec
         copies = self.problem.inputs(M, self.copies_for(M))
-        plan = MoEPlan.create(copies[0], config)
+        plan = MoEPlan.create(copies[0], runtime_config(config, s))
         if s.fault_config and all(config.get(k) == v for k, v in s.fault_config.items()):
             _plant_fault(plan)
         # Eager calls first: compile or load the kernels, and surface launch errors outside a
@@ -161,11 +177,13 @@ class GpuTimer:
         del graph
         median, spread = _quantiles(samples)
         return {"us": median, "spread": spread, "samples": samples,
-                "method": {"l2": s.l2, "weight_copies": len(copies)}}
+                "method": {"l2": s.l2, "weight_copies": len(copies),
+                           "swap_ab": bool(plan.config["SWAP_AB"])}}
 
     def verify(self, config: dict, M: int) -> dict:
         self._verify_seed += 1  # fresh random inputs for every check
-        return verify_output(self.spec, config, M, "cuda", self._verify_seed)
+        return verify_output(self.spec, runtime_config(config, self.spec), M, "cuda",
+                             self._verify_seed)
 
     def environment(self) -> dict:
         return gpu_environment()

@@ -1,0 +1,37 @@
+"""The CPU benchmarker: the real kernel under the Triton interpreter, in the measuring worker."""
+
+import json
+
+from autotune.bench import open_benchmarker
+from autotune.formats import check_file
+from autotune.plan import build_plan
+from tests.conftest import compose, run_cli
+
+CONFIG = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 32, "BLOCK_SIZE_K": 32, "GROUP_SIZE_M": 1,
+          "num_warps": 4, "num_stages": 2}
+
+
+def test_measures_and_verifies_the_real_kernel_in_a_worker_process():
+    plan = build_plan(compose("shape=tiny", "device=cpu"))
+    bench = open_benchmarker(plan)
+    try:
+        m = bench.measure(CONFIG, 4)
+        assert m.ok and m.us > 0 and len(m.samples) == 3
+        assert bench.verify(CONFIG, 4) is True
+        # A config the kernel refuses is an infeasible result with its reason, not a crash.
+        bad = bench.measure({**CONFIG, "BLOCK_SIZE_K": 24}, 4)
+        assert not bad.ok and "BLOCK_SIZE_K" in bad.infeasible
+        assert bench.measure(CONFIG, 4).ok  # the worker lives on
+        assert bench.stats().worker_restarts == 0
+    finally:
+        bench.close()
+
+
+def test_cpu_smoke_run_writes_a_valid_file(tmp_path):
+    result = run_cli("shape=tiny", "device=cpu", "trials=2", "buckets=[1,4]",
+                     f"storage=sqlite:///{tmp_path / 's.db'}", f"output_dir={tmp_path}",
+                     "progress=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "E=8,N=64,device_name=cpu.json"
+    assert check_file(path) == []
+    assert list(json.loads(path.read_text())) == ["triton_version", "1", "4"]
