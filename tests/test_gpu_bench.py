@@ -1,0 +1,78 @@
+"""The GPU benchmarker on a real GPU: timing, correctness gate, compile-ahead, fault containment.
+
+Run on a GPU machine with `TRITON_INTERPRET=0 python -m pytest -m gpu tests/test_gpu_bench.py`.
+"""
+
+import os
+
+import pytest
+import torch
+
+from autotune.bench import open_benchmarker
+from autotune.plan import build_plan
+from tests.conftest import compose
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
+                       reason="needs a CUDA GPU with compiled Triton (TRITON_INTERPRET=0)"),
+]
+
+CONFIG = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": 128, "GROUP_SIZE_M": 1,
+          "num_warps": 4, "num_stages": 3}
+
+
+def gpu_plan(*overrides):
+    return build_plan(compose("shape=qwen35_tp1", "device=auto", "benchmark.replays=10",
+                              *overrides))
+
+
+def test_times_verifies_and_reports_the_method():
+    bench = open_benchmarker(gpu_plan())
+    try:
+        bench.prepare([CONFIG], 16)
+        first, second = bench.measure(CONFIG, 16), bench.measure(CONFIG, 16)
+        assert first.ok and second.ok
+        assert abs(first.us - second.us) / first.us < 0.05
+        assert len(first.samples) == 10 and first.spread < 0.1
+        assert first.method["l2"] == "hot" and first.method["swap_ab"] in (True, False)
+        assert bench.verify(CONFIG, 16) is True
+        assert bench.environment["device"] == torch.cuda.get_device_name(0)
+        stats = bench.stats()
+        assert stats.compiled == 1 and stats.worker_restarts == 0
+    finally:
+        bench.close()
+
+
+def test_cold_l2_rotates_weight_copies():
+    bench = open_benchmarker(gpu_plan("benchmark.l2=cold"))
+    try:
+        m = bench.measure(CONFIG, 1)
+        assert m.ok and m.method["weight_copies"] >= 2
+    finally:
+        bench.close()
+
+
+def test_a_faulting_config_is_infeasible_and_the_next_one_is_measured(monkeypatch):
+    monkeypatch.setenv("AUTOTUNE_TEST_FAULT", "BLOCK_SIZE_M=32")
+    bench = open_benchmarker(gpu_plan())
+    try:
+        bad = bench.measure({**CONFIG, "BLOCK_SIZE_M": 32}, 16)
+        assert not bad.ok and bad.infeasible.startswith("fault")
+        assert bench.measure(CONFIG, 16).ok
+        assert bench.stats().worker_restarts == 1
+    finally:
+        bench.close()
+
+
+def test_out_of_shared_memory_is_infeasible():
+    plan = gpu_plan("search_space.constraints=[]")
+    bench = open_benchmarker(plan)
+    try:
+        huge = {"BLOCK_SIZE_M": 256, "BLOCK_SIZE_N": 256, "BLOCK_SIZE_K": 128, "GROUP_SIZE_M": 1,
+                "num_warps": 8, "num_stages": 5}
+        m = bench.measure(huge, 16)
+        assert not m.ok and m.infeasible
+        assert bench.measure(CONFIG, 16).ok
+    finally:
+        bench.close()
