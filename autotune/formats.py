@@ -24,9 +24,10 @@ _NAME = re.compile(
 )
 
 
-def device_token(device_name: str) -> str:
-    """The device_name token vLLM looks up: spaces -> underscores, any H200 -> NVIDIA_H200."""
-    if "H200" in device_name:
+def device_token(device_name: str, flavor: str = "vllm") -> str:
+    """The device_name token looked up: spaces -> underscores; vLLM also reads any H200 as
+    NVIDIA_H200 (SGLang does not)."""
+    if flavor == "vllm" and "H200" in device_name:
         return "NVIDIA_H200"
     return device_name.replace(" ", "_")
 
@@ -38,7 +39,7 @@ def dtype_token(dtype: str) -> Optional[str]:
 
 def config_file_name(E: int, N: int, device_name: str, dtype: str,
                      block_shape: Optional[tuple[int, int]], flavor: str = "vllm") -> str:
-    parts = [f"E={E}", f"N={N}", f"device_name={device_token(device_name)}"]
+    parts = [f"E={E}", f"N={N}", f"device_name={device_token(device_name, flavor)}"]
     token = dtype_token(dtype)
     if token:
         parts.append(f"dtype={token}")
@@ -49,11 +50,24 @@ def config_file_name(E: int, N: int, device_name: str, dtype: str,
 
 
 def sglang_subdir(triton_version: str) -> str:
-    return "triton_" + "_".join(triton_version.split(".")[:3])
+    """SGLang's per-Triton folder: `triton_3_6_0` (it reads configs/triton_X_Y_Z/ first)."""
+    return "triton_" + "_".join(triton_version.split("+")[0].split(".")[:3])
+
+
+def runs_as(config: Mapping[str, int], block_shape: Optional[tuple[int, int]]) -> Config:
+    """The config the kernel really runs: with block quantization BLOCK_SIZE_K is capped at
+    block_k (a BLOCK_SIZE_K=256 entry of a [128,128] file runs as 128)."""
+    out = {k: int(config[k]) for k in KERNEL_PARAMS}
+    if block_shape is not None:
+        out["BLOCK_SIZE_K"] = min(out["BLOCK_SIZE_K"], block_shape[1])
+    return out
 
 
 def render(entries: Mapping[int, Mapping[str, int]], triton_version: Optional[str]) -> str:
-    """JSON text as vLLM's tuner writes it: triton_version, ascending keys, 4 spaces, newline."""
+    """JSON text as vLLM's tuner writes it: triton_version, ascending keys, 4 spaces, newline.
+
+    triton_version=None leaves the key out, as SGLang needs (it reads every key as a batch size).
+    """
     data: dict[str, object] = {}
     if triton_version is not None:
         data["triton_version"] = triton_version
@@ -105,7 +119,8 @@ def parse_file_name(name: str) -> Optional[dict]:
 
 
 def check_file(path: Path) -> list[Finding]:
-    """Every rule vLLM's loader and kernel apply to a config file, as findings."""
+    """Every rule vLLM's (or, for an SGLang-named file, SGLang's) loader and kernel apply to a
+    config file, as findings."""
     path = Path(path)
     name = path.name
     parsed = parse_file_name(name)
@@ -113,22 +128,35 @@ def check_file(path: Path) -> list[Finding]:
         return [Finding("error", name, "name is not E={E},N={N},device_name={device}"
                         "[,dtype={dtype}][,block_shape=[{bn},{bk}]].json")]
     findings = _check_name(name, parsed)
+    repeated: list[str] = []
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(), object_pairs_hook=lambda pairs: _no_repeats(pairs,
+                                                                                         repeated))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return findings + [Finding("error", name, f"not readable as JSON: {exc}")]
     if not isinstance(data, dict):
         return findings + [Finding("error", name, "top level is not a JSON object")]
-    return findings + _check_entries(name, data, parsed["block_shape"])
+    findings += [Finding("warning", k, "key appears more than once; the last one is used")
+                 for k in repeated]
+    return findings + _check_entries(name, data, parsed["block_shape"], parsed["flavor"])
+
+
+def _no_repeats(pairs: list, repeated: list[str]) -> dict:
+    seen: dict = {}
+    for k, v in pairs:
+        if k in seen:
+            repeated.append(k)
+        seen[k] = v
+    return seen
 
 
 def _check_name(name: str, parsed: dict) -> list[Finding]:
     out = []
     device = parsed["device"]
     if " " in device:
-        out.append(Finding("error", name, f"device_name={device!r} has spaces; vLLM writes "
-                                          f"{device_token(device)!r}"))
-    elif "H200" in device and device != "NVIDIA_H200":
+        out.append(Finding("error", name, f"device_name={device!r} has spaces; the token is "
+                                          f"{device_token(device, parsed['flavor'])!r}"))
+    elif parsed["flavor"] == "vllm" and "H200" in device and device != "NVIDIA_H200":
         out.append(Finding("error", name, f"device_name={device}: vLLM looks up every H200 as "
                                           f"NVIDIA_H200"))
     dtype = parsed["dtype"]
@@ -141,15 +169,19 @@ def _check_name(name: str, parsed: dict) -> list[Finding]:
     return out
 
 
-def _check_entries(name: str, data: dict, block: Optional[tuple[int, int]]) -> list[Finding]:
+def _check_entries(name: str, data: dict, block: Optional[tuple[int, int]],
+                   flavor: str) -> list[Finding]:
     out = []
     version = data.get("triton_version")
     if version is not None and not isinstance(version, str):
         out.append(Finding("error", name, f"triton_version={version!r} is not a string"))
+    if "triton_version" in data and flavor == "sglang":
+        out.append(Finding("error", name, "an SGLang-named file must not hold triton_version: "
+                                          "SGLang reads every key as a batch size"))
     keys = [k for k in data if k != "triton_version"]
     if not keys:
         out.append(Finding("error", name, "no batch-size entries"))
-    bad = [k for k in keys if not k.isdigit() or int(k) < 1]
+    bad = [k for k in keys if not (k.isascii() and k.isdigit()) or int(k) < 1]
     for k in bad:
         out.append(Finding("error", k, "key is not a positive integer batch size"))
     good = [int(k) for k in keys if k not in bad]
@@ -157,11 +189,16 @@ def _check_entries(name: str, data: dict, block: Optional[tuple[int, int]]) -> l
         out.append(Finding("error", name, f"batch-size keys are not in ascending order: {good}"))
     for k in keys:
         if k not in bad:
-            out.extend(_check_entry(k, data[k], block))
+            out.extend(check_entry(k, data[k], block))
     return out
 
 
-def _check_entry(key: str, entry: object, block: Optional[tuple[int, int]]) -> list[Finding]:
+# Triton's tl.arange needs power-of-two tile sizes; a CTA's warp count must be one too.
+_POWERS_OF_TWO = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "num_warps")
+
+
+def check_entry(key: str, entry: object, block: Optional[tuple[int, int]]) -> list[Finding]:
+    """Findings for one entry. An entry with none is one the kernel runs exactly as written."""
     if not isinstance(entry, dict):
         return [Finding("error", key, "entry is not an object of kernel parameters")]
     out = []
@@ -174,7 +211,13 @@ def _check_entry(key: str, entry: object, block: Optional[tuple[int, int]]) -> l
     extra = sorted(set(entry) - set(KERNEL_PARAMS))
     if extra:
         out.append(Finding("warning", key, f"unknown keys {extra} are passed to the kernel as-is"))
-    if out or block is None:
+    if any(f.level == "error" for f in out):
+        return out
+    for p in _POWERS_OF_TWO:
+        if entry[p] & (entry[p] - 1):
+            out.append(Finding("error", key, f"{p}={entry[p]} is not a power of two: Triton "
+                                             f"cannot compile it"))
+    if block is None:
         return out
     block_n, block_k = block
     bn, bk = entry["BLOCK_SIZE_N"], entry["BLOCK_SIZE_K"]

@@ -11,6 +11,8 @@ from autotune.formats import (
     device_token,
     read_entries,
     render,
+    runs_as,
+    sglang_subdir,
     write_atomic,
 )
 from tests.conftest import VLLM_CONFIGS
@@ -39,6 +41,20 @@ def test_device_token_is_vllms(name, token):
 ])
 def test_file_names_follow_vllm_and_sglang(dtype, block, flavor, expected):
     assert config_file_name(256, 512, "NVIDIA H200", dtype, block, flavor) == expected
+
+
+def test_sglang_keeps_the_full_device_name_and_a_folder_per_triton_version():
+    # SGLang only replaces spaces (no H200 folding) and reads configs/triton_X_Y_Z/ first.
+    assert config_file_name(64, 1536, "NVIDIA H200 NVL", "fp8_w8a8", (128, 128), "sglang") == (
+        "E=64,N=1536,device_name=NVIDIA_H200_NVL,dtype=fp8_w8a8,block_shape=[128, 128].json")
+    assert sglang_subdir("3.6.0") == "triton_3_6_0"
+    assert sglang_subdir("3.5.1+git1234abcd") == "triton_3_5_1"
+
+
+def test_runs_as_caps_block_k_at_the_quantization_block():
+    entry = {**ENTRY, "BLOCK_SIZE_K": 256}
+    assert runs_as(entry, (128, 128))["BLOCK_SIZE_K"] == 128
+    assert runs_as(entry, None) == entry
 
 
 ENTRY = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": 128, "GROUP_SIZE_M": 1,
@@ -89,10 +105,25 @@ GOOD = "E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128]
     (GOOD, {"one": ENTRY}, "not a positive integer batch size"),
     (GOOD, {"1": {k: v for k, v in ENTRY.items() if k != "num_warps"}}, "missing num_warps"),
     (GOOD, {"1": {**ENTRY, "num_stages": 3.5}}, "num_stages=3.5"),
-    (GOOD, {"1": {**ENTRY, "BLOCK_SIZE_N": 48}}, "BLOCK_SIZE_N=48"),
+    (GOOD, {"1": {**ENTRY, "BLOCK_SIZE_N": 48}}, "BLOCK_SIZE_N=48 neither divides"),
+    (GOOD, {"1": {**ENTRY, "BLOCK_SIZE_M": 24}}, "BLOCK_SIZE_M=24 is not a power of two"),
+    (GOOD, {"1": {**ENTRY, "num_warps": 6}}, "num_warps=6 is not a power of two"),
+    (GOOD.replace("[128,128]", "[128, 128]"), {"triton_version": "3.6.0", "1": ENTRY},
+     "SGLang reads every key as a batch size"),
     (GOOD, "{not json", "not readable as JSON"),
 ])
 def test_check_rejects_with_a_one_line_reason(tmp_path, name, data, words):
     findings = [f for f in check_file(write(tmp_path, name, data)) if f.level == "error"]
     assert findings and any(words in str(f) for f in findings), findings
     assert all("\n" not in str(f) for f in findings)
+
+
+def test_check_warns_on_a_repeated_key(tmp_path):
+    path = write(tmp_path, GOOD, '{"1": %s, "1": %s}' % (json.dumps(ENTRY), json.dumps(ENTRY)))
+    assert [str(f) for f in check_file(path)] == [
+        "warning: 1: key appears more than once; the last one is used"]
+
+
+def test_check_accepts_an_sglang_named_file_without_triton_version(tmp_path):
+    name = "E=64,N=1536,device_name=NVIDIA_H200_NVL,dtype=fp8_w8a8,block_shape=[128, 128].json"
+    assert check_file(write(tmp_path, name, {"1": ENTRY})) == []
