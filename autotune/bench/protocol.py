@@ -46,6 +46,13 @@ class Benchmarker(Protocol):
         ...
 
     def measure(self, config: Mapping[str, int], M: int) -> Measurement:
+        """One fresh timing: called again for the same config, it times again (finalists are
+        re-timed by calling it in interleaved rounds, A B C, B C A, ...)."""
+        ...
+
+    def verify(self, config: Mapping[str, int], M: int) -> Optional[bool]:
+        """Whether the kernel's output with this config matches the reference on this device
+        (fresh random inputs); None when this benchmarker cannot check (replay)."""
         ...
 
     def close(self) -> None:
