@@ -50,8 +50,10 @@ def run(cfg: Config) -> None:
               f"{stats['compile_wait_seconds']:.1f} s waiting for compiles "
               f"(GPU idle {100 * stats['idle_share']:.0f}%), {stats['compiled']} compiles, "
               f"{stats['worker_restarts']} worker restarts")
-    if result.output_path:
-        print(f"wrote {result.output_path}")
+    for path in result.files:
+        print(f"wrote {path}")
+    if result.report_dir:
+        print(f"report {result.report_dir}/report.md")
     if result.interrupted:
         print("interrupted: finished trials are stored; rerun the same command to resume",
               file=sys.stderr)

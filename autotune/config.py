@@ -105,6 +105,11 @@ class Config:
     storage: Optional[str] = None  # Optuna storage URL; null: sqlite file under outputs/
     output_dir: str = "outputs/configs"
     table_dir: str = "outputs/tables"  # sampler=grid records a moe-grid-table/1 file per bucket
+    finalists: int = 3  # best trials of a bucket re-timed with vLLM's default before one is written
+    retime_rounds: int = 5  # interleaved rounds of that re-timing (median per config)
+    compare_with: Optional[str] = None  # an existing vLLM config file, re-timed alongside
+    sglang: bool = False  # also write an SGLang-named copy under <output_dir>/triton_X_Y_Z/
+    install_dir: Optional[str] = None  # also copy the file here (give it as VLLM_TUNED_CONFIG_FOLDER)
     dry_run: bool = False
     progress: bool = True
 

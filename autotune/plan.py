@@ -36,6 +36,12 @@ class Plan:
     storage: str
     output_path: Path
     replay: Any = None  # the loaded ReplayBenchmarker, when benchmark_kind == "replay"
+    comparison: Any = None  # the consolidate.Comparison of compare_with=, if given
+
+    @property
+    def report_dir(self) -> Path:
+        """The report goes next to the config file: `<file name without .json>.report/`."""
+        return self.output_path.with_name(self.output_path.stem + ".report")
 
     def study_name(self, M: int) -> str:
         """Everything that changes the answer: device, shape, space, benchmark (incl. kernel), M."""
@@ -64,8 +70,15 @@ class Plan:
             f"studies    {self.study_name(self.buckets[0])}"
             + (f"  ... M={self.buckets[-1]} ({len(self.buckets)} studies)" if len(self.buckets) > 1
                else ""),
+            f"finalists  {c.finalists} per bucket, re-timed in {c.retime_rounds} interleaved rounds "
+            f"with vLLM's default" + (f" and {self.comparison.path.name}" if self.comparison else ""),
             f"output     {self.output_path}",
+            f"report     {self.report_dir}/",
         ]
+        if c.sglang:
+            lines.append(f"sglang     {self.output_path.parent}/triton_X_Y_Z/ (Triton's version)")
+        if c.install_dir:
+            lines.append(f"install    {c.install_dir}/ (VLLM_TUNED_CONFIG_FOLDER)")
         return "\n".join(lines)
 
 
@@ -86,6 +99,13 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     _check_positive("trials", cfg.trials)
     if cfg.patience is not None:
         _check_positive("patience", cfg.patience)
+    _check_positive("finalists", cfg.finalists)
+    _check_positive("retime_rounds", cfg.retime_rounds)
+    comparison = None
+    if cfg.compare_with:
+        from autotune.consolidate import load_comparison
+
+        comparison = load_comparison(cfg.compare_with, shape, device.name)
 
     replay = None
     if kind == "replay":
@@ -108,7 +128,7 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     name = config_file_name(shape.E, shape.N, device.name, shape.dtype, shape.block_shape)
     return Plan(cfg=cfg, shape=shape, device=device, space=space, benchmark_kind=kind,
                 benchmark_identity=identity, buckets=buckets, storage=storage,
-                output_path=Path(cfg.output_dir) / name, replay=replay)
+                output_path=Path(cfg.output_dir) / name, replay=replay, comparison=comparison)
 
 
 def benchmark_identity(cfg: Config, kind: str) -> dict[str, Any]:

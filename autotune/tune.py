@@ -14,8 +14,9 @@ from tqdm import tqdm
 
 from autotune.baselines import vllm_default_config
 from autotune.bench import Benchmarker, open_benchmarker
-from autotune.consolidate import best_entries
-from autotune.formats import render, write_atomic
+from autotune.consolidate import consolidate, existing_studies
+from autotune.errors import UserError
+from autotune.formats import config_file_name, render, sglang_subdir, write_atomic
 from autotune.plan import Plan
 from autotune.samplers import make_pruner, make_sampler
 from autotune.storage import open_storage
@@ -29,7 +30,10 @@ log = logging.getLogger(__name__)
 class TuneResult:
     plan: Plan
     outcomes: list[BucketOutcome] = field(default_factory=list)
-    output_path: Optional[Path] = None
+    entries: dict[int, dict[str, int]] = field(default_factory=dict)  # what the file holds
+    output_path: Optional[Path] = None  # the vLLM file (None: no bucket has an entry)
+    files: list[Path] = field(default_factory=list)  # the vLLM file and its copies
+    report_dir: Optional[Path] = None
     interrupted: bool = False
     bench_stats: dict = field(default_factory=dict)  # measuring/compile/idle time, restarts
 
@@ -64,6 +68,8 @@ def tune(plan: Plan, bench: Optional[Benchmarker] = None) -> TuneResult:
             if exhaustive:
                 environment = getattr(bench, "environment", {}) or {}
                 write_grid_table(plan, outcome, environment, Path(plan.cfg.table_dir))
+        bar.close()
+        result.entries = _consolidate(plan, storage, bench)
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
@@ -73,17 +79,54 @@ def tune(plan: Plan, bench: Optional[Benchmarker] = None) -> TuneResult:
             result.bench_stats["idle_share"] = bench.stats().idle_share
         if owns_bench:
             bench.close()
-    result.output_path = write_config_file(plan, result.outcomes, bench)
+    if result.interrupted:  # keep the entries already re-timed and verified; measure nothing more
+        result.entries = _consolidate(plan, storage, None)
+    result.files = write_config_files(plan, result.entries)
+    result.output_path = result.files[0] if result.files else None
+    result.report_dir = _write_report(plan, storage)
     return result
 
 
-def write_config_file(plan: Plan, outcomes: list[BucketOutcome],
-                      bench: Benchmarker) -> Optional[Path]:
-    entries = best_entries(outcomes)
+def _consolidate(plan: Plan, storage, bench: Optional[Benchmarker]) -> dict[int, dict[str, int]]:
+    names = {M: plan.study_name(M) for M in plan.buckets}
+    return consolidate(storage, names, plan.shape, bench, finalists=plan.cfg.finalists,
+                       rounds=plan.cfg.retime_rounds, comparison=plan.comparison)
+
+
+def write_config_files(plan: Plan, entries: dict[int, dict[str, int]]) -> list[Path]:
+    """The vLLM file; on request its SGLang-named copy and a copy in install_dir."""
     if not entries:
+        return []
+    version = _triton_version(plan)
+    text = render(entries, version)
+    write_atomic(plan.output_path, text)
+    files = [plan.output_path]
+    if plan.cfg.sglang:
+        s = plan.shape
+        name = config_file_name(s.E, s.N, plan.device.name, s.dtype, s.block_shape, "sglang")
+        path = plan.output_path.parent / sglang_subdir(version) / name
+        write_atomic(path, render(entries, None))  # SGLang reads every key as a batch size
+        files.append(path)
+    if plan.cfg.install_dir:
+        path = Path(plan.cfg.install_dir).expanduser() / plan.output_path.name
+        try:
+            write_atomic(path, text)
+        except OSError as exc:
+            raise UserError(f"install_dir={plan.cfg.install_dir}: cannot write there "
+                            f"({exc.strerror}); the file is at {plan.output_path}") from None
+        files.append(path)
+    return files
+
+
+def _write_report(plan: Plan, storage) -> Optional[Path]:
+    from autotune.report import collect, write_report
+
+    names = {M: plan.study_name(M) for M in plan.buckets}
+    if not existing_studies(storage, names):  # interrupted before the first trial
         return None
-    write_atomic(plan.output_path, render(entries, _triton_version(plan)))
-    return plan.output_path
+    write_report(collect(storage, list(names.values()), storage_url=plan.storage),
+                 plan.report_dir)
+    return plan.report_dir
 
 
 def _triton_version(plan: Plan) -> str:

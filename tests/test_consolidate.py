@@ -1,0 +1,225 @@
+"""Finalists: re-timed interleaved with vLLM's default (and a shipped file's entry), a correctness
+gate, no entry the kernel would rewrite, midpoints between buckets, and nothing timed twice."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import optuna
+import pytest
+
+from autotune.baselines import nearest_entry, vllm_default_config
+from autotune.consolidate import CONSOLIDATION, MIDPOINT, pick_finalists, retime
+from autotune.errors import UserError
+from autotune.formats import check_entry, check_file, read_entries, runs_as
+from autotune.plan import build_plan
+from autotune.space import SearchSpace
+from autotune.study import Record
+from autotune.tune import tune
+from tests.conftest import GRIDS, VLLM_CONFIGS, compose, replay_args
+
+FILE = "E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
+BLOCK = (128, 128)
+
+
+def table(M: int, grids: Path = GRIDS) -> dict[tuple, float]:
+    data = json.loads((grids / f"NVIDIA_H200_E256_N512_K2048_fp8block_M{M}.json").read_text())
+    return {SearchSpace.key(r["config"]): r["us"] for r in data["results"]}
+
+
+class Recording:
+    """The real replay benchmarker, with every call written down (and, on request, a config whose
+    output is declared wrong, or a Ctrl-C after some measurements)."""
+
+    def __init__(self, inner, wrong=(), interrupt=lambda M, done: False):
+        self.inner, self.wrong, self.interrupt = inner, list(wrong), interrupt
+        self.measured: list[tuple[int, tuple]] = []
+        self.verified: list[tuple[int, tuple]] = []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def measure(self, config, M):
+        if self.interrupt(M, len(self.measured)):
+            raise KeyboardInterrupt
+        self.measured.append((M, SearchSpace.key(config)))
+        return self.inner.measure(config, M)
+
+    def verify(self, config, M):
+        self.verified.append((M, SearchSpace.key(config)))
+        if SearchSpace.key(config) in self.wrong:
+            return False
+        return self.inner.verify(config, M)
+
+
+def plan_for(tmp_path, *overrides):
+    return build_plan(compose(*replay_args(tmp_path, *overrides)))
+
+
+def studies(plan) -> dict[int, optuna.Study]:
+    storage = optuna.storages.RDBStorage(plan.storage)
+    return {M: optuna.load_study(study_name=plan.study_name(M), storage=storage)
+            for M in plan.buckets}
+
+
+def test_retime_interleaves_rounds_and_takes_the_median(tmp_path):
+    plan = plan_for(tmp_path)
+    bench = Recording(plan.replay)
+    configs = [vllm_default_config(M, 256, "fp8_w8a8", BLOCK) for M in (1, 16, 64)]
+    timings = retime(bench, configs, 16, rounds=3)
+    keys = [SearchSpace.key(c) for c in configs]
+    a, b, c = keys
+    assert [k for _, k in bench.measured] == [a, b, c, b, c, a, c, a, b]  # A B C, B C A, C A B
+    for config, t in zip(configs, timings):
+        recorded = table(16)[SearchSpace.key(config)]
+        assert t["us"] == recorded and t["samples"] == [recorded] * 3 and t["spread"] == 0.0
+
+
+def test_retime_reports_a_config_that_cannot_run():
+    grid_miss = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 16, "BLOCK_SIZE_K": 16, "GROUP_SIZE_M": 1,
+                 "num_warps": 4, "num_stages": 3}
+    plan = build_plan(compose("shape=qwen35_tp1", "device=h200", "benchmark=replay",
+                              f"benchmark.tables=[{GRIDS}]"))
+    [t] = retime(plan.replay, [grid_miss], 16, rounds=2)
+    assert t == {"us": None, "reason": "not in the recorded table"}
+
+
+def _record(n, us, bk=128):
+    config = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": bk, "GROUP_SIZE_M": n,
+              "num_warps": 4, "num_stages": 3}
+    return Record(number=n, config=config, us=us, spread=0.0, infeasible=None, source="sampler")
+
+
+def test_finalists_skip_configs_the_kernel_would_rewrite():
+    records = [_record(1, 9.0, bk=256), _record(2, 12.0), _record(3, None), _record(4, 10.0),
+               _record(5, 11.0), _record(6, 13.0)]
+    chosen, skipped = pick_finalists(records, 16, BLOCK, 3)
+    assert [r.number for r in chosen] == [4, 5, 2]  # fastest first, infeasible left out
+    assert [s["trial"] for s in skipped] == [1]
+    assert "BLOCK_SIZE_K=256 runs as 128" in skipped[0]["reason"]
+    # Without block quantization BLOCK_SIZE_K=256 runs as written.
+    chosen, skipped = pick_finalists(records, 16, None, 3)
+    assert [r.number for r in chosen] == [1, 4, 5] and skipped == []
+
+
+def test_entries_are_the_fastest_retimed_finalist_or_vllms_default(tmp_path):
+    plan = plan_for(tmp_path, "trials=6", f"compare_with={VLLM_CONFIGS}", "finalists=3",
+                    "retime_rounds=2")
+    bench = Recording(plan.replay)
+    result = tune(plan, bench=bench)
+    assert result.files == [tmp_path / "configs" / FILE] and check_file(result.files[0]) == []
+    assert read_entries(result.files[0]) == result.entries
+    shipped = read_entries(VLLM_CONFIGS / FILE)
+    retimed = bench.measured[5 * 6:]  # after the studies' 6 measurements per bucket
+    for M, study in studies(plan).items():
+        cons = study.user_attrs[CONSOLIDATION]
+        times = table(M)
+        default = vllm_default_config(M, 256, "fp8_w8a8", BLOCK)
+        measured = sorted((t for t in study.trials if t.user_attrs.get("us") is not None),
+                          key=lambda t: t.user_attrs["us"])
+        finalists = [t.user_attrs["config"] for t in measured[:3]]
+        # The finalists, the default and the file's entry (as it runs), each in 2 rounds.
+        file_runs_as = runs_as(nearest_entry(shipped, M), BLOCK)
+        contenders = {SearchSpace.key(c) for c in [*finalists, default, file_runs_as]}
+        at_M = [k for m, k in retimed if m == M]
+        assert set(at_M) == contenders
+        for k in contenders:  # one round only for a config that cannot run (not in the table)
+            assert at_M.count(k) == (2 if times.get(k) is not None else 1)
+        # The entry is the fastest of finalists and default, per the recorded table.
+        fastest = min([*finalists, default], key=lambda c: times[SearchSpace.key(c)])
+        assert times[SearchSpace.key(result.entries[M])] == times[SearchSpace.key(fastest)]
+        assert cons["entry"]["us"] == times[SearchSpace.key(result.entries[M])]
+        assert cons["entry"]["source"] == ("vllm_default" if result.entries[M] == default
+                                           else "tuned")
+        assert cons["entry"]["verified"] is None  # replay cannot check outputs
+        assert cons["default"]["us"] == times.get(SearchSpace.key(default))
+        assert cons["file"]["us"] == times.get(SearchSpace.key(file_runs_as))
+        assert check_entry(str(M), result.entries[M], BLOCK) == []
+
+
+def test_a_config_with_wrong_results_is_never_written(tmp_path):
+    plan = plan_for(tmp_path, "trials=10", "buckets=[16]", "retime_rounds=1")
+    tune(plan, bench=Recording(plan.replay))
+    first = read_entries(plan.output_path)[16]
+    # Same studies, now the benchmarker says the winner's output is wrong: the next one is taken.
+    plan = plan_for(tmp_path, "trials=10", "buckets=[16]", "retime_rounds=2")
+    bench = Recording(plan.replay, wrong=[SearchSpace.key(first)])
+    result = tune(plan, bench=bench)
+    cons = studies(plan)[16].user_attrs[CONSOLIDATION]
+    assert result.entries[16] != first
+    assert bench.verified[0] == (16, SearchSpace.key(first))
+    rejected = [c for c in cons["candidates"] if c.get("verified") is False]
+    assert [c["config"] for c in rejected] == [first]
+    assert cons["entry"]["us"] >= rejected[0]["us"]
+
+
+def test_a_rerun_times_nothing_again(tmp_path):
+    args = ("trials=4", "buckets=[16,64]", f"compare_with={VLLM_CONFIGS}")
+    first = tune(plan_for(tmp_path, *args))
+    bench = Recording(plan_for(tmp_path, *args).replay)
+    again = tune(plan_for(tmp_path, *args), bench=bench)
+    assert bench.measured == [] and bench.verified == []
+    assert again.entries == first.entries
+
+
+def test_interrupted_consolidation_keeps_the_finished_buckets_and_resumes(tmp_path):
+    args = ("trials=4", "retime_rounds=2", "buckets=[1,16,64,256]")
+    plan = plan_for(tmp_path, *args)
+    # Ctrl-C at the first re-timing of M=64, after the studies' 4 x 4 measurements.
+    bench = Recording(plan.replay, interrupt=lambda M, done: M == 64 and done >= 16)
+    interrupted = tune(plan, bench=bench)
+    assert interrupted.interrupted
+    done = sorted(interrupted.entries)
+    assert done == [1, 16]  # re-timed and checked before Ctrl-C; the others are left out
+    assert sorted(read_entries(plan.output_path)) == done
+    report = json.loads((plan.report_dir / "report.json").read_text())
+    assert [b["status"] for b in report["buckets"]] == ["written", "written"] + [
+        "not re-timed (not written)"] * 2
+    bench = Recording(plan.replay)
+    result = tune(plan_for(tmp_path, *args), bench=bench)
+    assert sorted(result.entries) == [1, 16, 64, 256]
+    assert {M for M, _ in bench.measured} >= {64, 256}
+    assert {M for M, _ in bench.measured if M in (1, 16)} == set()  # not timed again
+
+
+def test_midpoint_check_reports_where_the_neighbours_entry_is_faster(tmp_path):
+    # Tables at M=1 and M=64, and the M=16 table standing in for M=32, their midpoint (real
+    # timings of this shape, at a batch size near the one it stands for).
+    grids = tmp_path / "grids"
+    grids.mkdir()
+    for M in (1, 64):
+        shutil.copy(GRIDS / f"NVIDIA_H200_E256_N512_K2048_fp8block_M{M}.json", grids)
+    data = json.loads((GRIDS / "NVIDIA_H200_E256_N512_K2048_fp8block_M16.json").read_text())
+    data["M"] = 32
+    (grids / "M32.json").write_text(json.dumps(data))
+    overrides = [a if not a.startswith("benchmark.tables") else f"benchmark.tables=[{grids}]"
+                 for a in replay_args(tmp_path, "trials=6", "buckets=[1,64]", "retime_rounds=2")]
+    plan = build_plan(compose(*overrides))
+    result = tune(plan, bench=Recording(plan.replay))
+    check = studies(plan)[1].user_attrs[MIDPOINT]
+    at32 = table(16)
+    served, neighbour = (at32[SearchSpace.key(result.entries[M])] for M in (1, 64))
+    assert (check["M"], check["served_by"], check["neighbour"]) == (32, 1, 64)
+    assert check["served"]["us"] == served and check["neighbour_timing"]["us"] == neighbour
+    assert check["neighbour_better"] == (neighbour < served * 0.99)
+    report = (plan.report_dir / "report.md").read_text()
+    assert f"| 32 | 1 | {served:.2f} | 64 | {neighbour:.2f} |" in report
+
+
+def test_midpoints_without_a_table_are_not_available_in_replay(tmp_path):
+    plan = plan_for(tmp_path, "trials=4", "buckets=[1,16]")
+    tune(plan, bench=Recording(plan.replay))
+    check = studies(plan)[1].user_attrs[MIDPOINT]
+    assert check["M"] == 8 and check["neighbour_better"] is None
+    assert check["served"] == {"us": None, "reason": "no recorded table at M=8"}
+
+
+@pytest.mark.parametrize("value, words", [
+    ("/nowhere/file.json", "no such file or folder"),
+    (str(VLLM_CONFIGS / "E=64,N=640,device_name=NVIDIA_H100_80GB_HBM3.json"), "another shape"),
+    (str(GRIDS), "the folder has no " + FILE),
+])
+def test_compare_with_is_refused_with_the_reason(tmp_path, value, words):
+    with pytest.raises(UserError, match=re.escape(words)):
+        plan_for(tmp_path, f"compare_with='{value}'")
