@@ -27,8 +27,15 @@ import optuna
 from autotune.baselines import nearest_entry, vllm_default_config
 from autotune.bench.protocol import Benchmarker
 from autotune.errors import UserError
-from autotune.formats import (check_entry, check_file, config_file_name, dtype_token,
-                              parse_file_name, read_entries, runs_as)
+from autotune.formats import (
+    check_entry,
+    check_file,
+    config_file_name,
+    dtype_token,
+    parse_file_name,
+    read_entries,
+    runs_as,
+)
 from autotune.shape import MoEShape
 from autotune.space import KERNEL_PARAMS, Config, SearchSpace
 from autotune.study import BucketOutcome, Record, read_records
@@ -168,8 +175,11 @@ def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, bench: Opti
                    "first_pass_us": r.us} for r in chosen]
     if not check_entry(str(M), default, shape.block_shape):
         if not any(SearchSpace.key(c["config"]) == SearchSpace.key(default) for c in candidates):
-            candidates.append({"source": "vllm_default", "trial": None, "config": default,
-                               "first_pass_us": None})
+            study_default = next((r for r in records if r.ok and SearchSpace.key(
+                _kernel_config(r.config)) == SearchSpace.key(default)), None)
+            candidates.append({"source": "vllm_default", "config": default,
+                               "trial": study_default and study_default.number,
+                               "first_pass_us": study_default and study_default.us})
     for c in candidates:
         c.update(timing(c["config"]))
         if SearchSpace.key(_kernel_config(c["config"])) == SearchSpace.key(default):

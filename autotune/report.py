@@ -246,10 +246,12 @@ def render_markdown(data: dict[str, Any], plots_note: Optional[str] = None) -> s
         f"`{data['storage']}`",
         "- Latency: microseconds per MoE call; trials are measurements, excluded the proposals "
         "that the search space's constraints dropped unmeasured. "
-        + (f"The written entry, vLLM's default config{' and the file entry' if file else ''} "
-           f"were re-timed together in {rounds} interleaved rounds (median)."
-           if rounds else "First-pass timings (the finalists were not re-timed)."),
-        f"- Compared with: vLLM's default config (what vLLM runs without a file)"
+        + (("The best trials, vLLM's default config and the file's entry" if file else
+            "The best trials and vLLM's default config")
+           + f" were re-timed together in {rounds} interleaved rounds (median)."
+           if rounds else "First-pass timings (the finalists were not re-timed).")
+        + _TIMING_CAVEAT.get(bench.get("kind", ""), ""),
+        "- Compared with: vLLM's default config (what vLLM runs without a file)"
         + (f" and `{file}` (the entry vLLM takes from it for M, as the kernel runs it)"
            if file else ""),
         f"- Summary: {summ['entries']} of {summ['buckets']} buckets written; {summ['trials']} "
@@ -315,7 +317,16 @@ def render_markdown(data: dict[str, Any], plots_note: Optional[str] = None) -> s
     return "\n".join(lines) + "\n"
 
 
+_TIMING_CAVEAT = {
+    "interpreter": " These are the Triton interpreter's timings on the CPU: they exercise the "
+                   "whole pipeline and say nothing about GPU speed.",
+    "replay": " These are replayed from recorded GPU tables: a config the tables lack is n/a.",
+}
+
+
 def _midpoint_finding(m: dict) -> str:
+    if m["served"].get("reason") == "same config":
+        return "same config on both sides"
     if m["neighbour_better"] is None:
         return "n/a"
     if m["neighbour_better"]:

@@ -4,7 +4,6 @@ rewrites an entry at run time, and rejects broken files with one line per findin
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from tests.conftest import VLLM_CONFIGS
 

@@ -179,3 +179,20 @@ def test_studies_are_readable_by_optuna_dashboard(run):
         detail = get(f"/api/studies/{s['study_id']}")
         assert detail["name"] == s["study_name"] and len(detail["trials"]) >= 8
         assert any(a["key"] == "consolidation" for a in detail["user_attrs"])
+
+
+def test_a_cpu_run_on_the_interpreter_writes_the_file_and_the_report(tmp_path):
+    # The real kernel under the Triton interpreter: verified against the reference, timed on CPU.
+    result = run_cli("shape=tiny", "device=cpu", "buckets=[1,8]", "trials=2", "finalists=1",
+                     "retime_rounds=1", f"storage=sqlite:///{tmp_path / 'studies.db'}",
+                     f"output_dir={tmp_path / 'configs'}", "progress=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / "configs" / "E=8,N=128,device_name=cpu.json"
+    assert check_file(path) == [] and sorted(read_entries(path)) == [1, 8]
+    folder = tmp_path / "configs" / "E=8,N=128,device_name=cpu.report"
+    report = report_of(folder)
+    assert [b["verification"] for b in report["buckets"]] == ["passed", "passed"]
+    assert [b["entry"] for b in report["buckets"]] == [read_entries(path)[1], read_entries(path)[8]]
+    md = (folder / "report.md").read_text()
+    assert "say nothing about GPU speed" in md and "| 4 | 1 |" in md  # the midpoint of 1 and 8
+    assert len(list(folder.glob("*.png"))) == 3
