@@ -174,7 +174,8 @@ def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, bench: Opti
     candidates = [{"source": "tuned", "trial": r.number, "config": r.config,
                    "first_pass_us": r.us} for r in chosen]
     if not check_entry(str(M), default, shape.block_shape):
-        if not any(SearchSpace.key(c["config"]) == SearchSpace.key(default) for c in candidates):
+        if not any(SearchSpace.key(_kernel_config(c["config"])) == SearchSpace.key(default)
+                   for c in candidates):
             study_default = next((r for r in records if r.ok and SearchSpace.key(
                 _kernel_config(r.config)) == SearchSpace.key(default)), None)
             candidates.append({"source": "vllm_default", "config": default,
