@@ -187,9 +187,9 @@ def test_a_cpu_run_on_the_interpreter_writes_the_file_and_the_report(tmp_path):
                      "retime_rounds=1", f"storage=sqlite:///{tmp_path / 'studies.db'}",
                      f"output_dir={tmp_path / 'configs'}", "progress=false", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    path = tmp_path / "configs" / "E=8,N=128,device_name=cpu.json"
+    path = tmp_path / "configs" / "E=8,N=64,device_name=cpu.json"
     assert check_file(path) == [] and sorted(read_entries(path)) == [1, 8]
-    folder = tmp_path / "configs" / "E=8,N=128,device_name=cpu.report"
+    folder = tmp_path / "configs" / "E=8,N=64,device_name=cpu.report"
     report = report_of(folder)
     assert [b["verification"] for b in report["buckets"]] == ["passed", "passed"]
     assert [b["entry"] for b in report["buckets"]] == [read_entries(path)[1], read_entries(path)[8]]
