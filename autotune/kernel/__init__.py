@@ -4,11 +4,14 @@ Public API:
 - :func:`fused_moe` (the whole MoE call) and :class:`MoEPlan` (the same call split into steps,
   e.g. to time only the two GEMM launches); :func:`moe_gemm` (one GEMM launch);
 - :func:`moe_align` / :func:`naive_routing`: grouping (token, slot) pairs by expert;
+- :class:`MoECompiler`: compiles a config's kernels without launching them (compile-ahead pools),
+  :class:`KernelCompileError` when it cannot;
 - :func:`kernel_config` (what the kernel runs for a config), :func:`shared_memory_bytes` (the
   pre-filter estimate), :func:`swap_ab_applies` (vLLM's Hopper swap-AB rule) and
   :data:`KERNEL_VERSION`;
 - :func:`make_inputs` / :class:`MoEInputs` / :class:`ExpertWeights`: random inputs;
-- :func:`reference_moe` and :func:`relative_error`: the correctness check.
+- :func:`reference_moe`, :func:`reference_align` and :func:`relative_error`: the correctness
+  checks.
 """
 
 from .align import (
@@ -18,6 +21,7 @@ from .align import (
     naive_routing,
     use_naive_assignment,
 )
+from .compiler import MoECompiler
 from .fused_moe import (
     KERNEL_VERSION,
     MoEPlan,
@@ -37,7 +41,8 @@ from .inputs import (
     make_routing,
     make_weights,
 )
-from .reference import dequantize_weights, reference_moe, relative_error
+from .launch import KernelCompileError
+from .reference import dequantize_weights, reference_align, reference_moe, relative_error
 
 __all__ = [
     "KERNEL_VERSION",
@@ -45,6 +50,8 @@ __all__ = [
     "WEIGHT_DTYPES",
     "AlignedRouting",
     "ExpertWeights",
+    "KernelCompileError",
+    "MoECompiler",
     "MoEInputs",
     "MoEPlan",
     "aligned_buffer_length",
@@ -58,6 +65,7 @@ __all__ = [
     "moe_align",
     "moe_gemm",
     "naive_routing",
+    "reference_align",
     "reference_moe",
     "relative_error",
     "shared_memory_bytes",

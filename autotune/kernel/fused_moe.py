@@ -40,6 +40,7 @@ import triton.language as tl
 
 from .align import AlignedRouting, moe_align, naive_routing, use_naive_assignment
 from .inputs import MoEInputs
+from .launch import launch
 from .quant import (
     per_tensor_quant_fp8,
     per_token_group_quant_fp8,
@@ -346,7 +347,9 @@ def moe_gemm(
     grid = (triton.cdiv(em, bm) * triton.cdiv(n_out, bn),)
     if grid[0] == 0:
         return
-    _moe_gemm_kernel[grid](
+    launch(
+        _moe_gemm_kernel,
+        grid,
         a,
         b,
         c,

@@ -121,8 +121,15 @@ class MoEInputs:
         return dataclasses.replace(self, weights=weights)
 
 
-def _generator(device: torch.device | str, seed: int) -> torch.Generator:
+def _generator(device: torch.device | str, seed: int) -> torch.Generator | None:
+    if torch.device(device).type == "meta":
+        return None  # meta tensors have shapes and dtypes but no values (compile-only inputs)
     return torch.Generator(device=device).manual_seed(seed)
+
+
+def default_act_dtype(dtype: str) -> torch.dtype:
+    """Hidden-state dtype for a weight dtype: the weights' own for bf16/fp16, else bf16."""
+    return _TORCH_DTYPES.get(dtype, torch.bfloat16)
 
 
 def make_weights(
@@ -248,7 +255,7 @@ def make_inputs(
         seed: every tensor is drawn from generators seeded from it.
     """
     if act_dtype is None:
-        act_dtype = _TORCH_DTYPES.get(dtype, torch.bfloat16)
+        act_dtype = default_act_dtype(dtype)
     elif dtype in _TORCH_DTYPES and act_dtype != _TORCH_DTYPES[dtype]:
         raise ValueError(f"act_dtype {act_dtype} does not match unquantized weights {dtype}")
     num_local = E if ep_experts is None else ep_experts

@@ -6,7 +6,8 @@ Activations (per call, on the GPU):
   [rows, cdiv(cols, 128)] (vLLM's ``per_token_group_quant_fp8``).
 - :func:`silu_and_mul` / :func:`silu_and_mul_quant_fp8`: the activation between the two GEMMs,
   silu(x[:, :N]) * x[:, N:] computed in fp32, stored in the activation dtype or straight to fp8 per
-  128-group. One Triton kernel serves all three, so each is one launch.
+  128-group. One Triton kernel serves all three, so each is one launch; each program handles
+  16 rows of one group.
 - :func:`per_tensor_quant_fp8`: fp8 per-tensor mode, one dynamic scale for the whole tensor.
 
 Weights (once, by the input builders): :func:`quantize_weight_fp8` (per-tensor or [128, 128]
@@ -20,6 +21,8 @@ import os
 import torch
 import triton
 import triton.language as tl
+
+from .launch import launch
 
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
@@ -51,44 +54,59 @@ def _round_to_e4m3_grid(v):
     return tl.where(v < 0, -r * step, r * step)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["rows"])
 def _rowwise_activation_kernel(
     x_ptr,  # [rows, cols] (quantize) or [rows, 2 * cols] (silu-and-mul), bf16/fp16
     out_ptr,  # [rows, cols]: float8_e4m3fn when QUANTIZE, else x's dtype
     scale_ptr,  # fp32 [rows, cdiv(cols, GROUP)] when QUANTIZE; unused otherwise
+    rows,
     cols,
     stride_xm,
     stride_om,
     stride_sm,
     GROUP: tl.constexpr,
+    ROWS: tl.constexpr,
     SILU_AND_MUL: tl.constexpr,
     QUANTIZE: tl.constexpr,
     FP8_MAX_VALUE: tl.constexpr,
     EPS: tl.constexpr,
     ROUND_BEFORE_CAST: tl.constexpr,
 ):
-    # One program per (row, group of GROUP output columns): the group is the quantization unit.
-    row = tl.program_id(0).to(tl.int64)
+    # One program per (ROWS rows, group of GROUP output columns); the group of one row is the
+    # quantization unit. Several rows per program: one 128-element group alone is too little
+    # work for a program (thousands of them dominated the call's overhead).
+    row = (tl.program_id(0) * ROWS + tl.arange(0, ROWS)).to(tl.int64)
     group = tl.program_id(1)
     offs = group * GROUP + tl.arange(0, GROUP)
-    mask = offs < cols
-    x = tl.load(x_ptr + row * stride_xm + offs, mask=mask, other=0.0).to(tl.float32)
+    row_mask = row < rows
+    mask = row_mask[:, None] & (offs[None, :] < cols)
+    x_ptrs = x_ptr + row[:, None] * stride_xm + offs[None, :]
+    x = tl.load(x_ptrs, mask=mask, other=0.0).to(tl.float32)
     if SILU_AND_MUL:
-        up = tl.load(x_ptr + row * stride_xm + cols + offs, mask=mask, other=0.0).to(tl.float32)
+        up = tl.load(x_ptrs + cols, mask=mask, other=0.0).to(tl.float32)
         x = x / (1.0 + tl.exp(-x)) * up
+    out_ptrs = out_ptr + row[:, None] * stride_om + offs[None, :]
     if QUANTIZE:
-        scale = tl.maximum(tl.max(tl.abs(x)), EPS) / FP8_MAX_VALUE
-        q = tl.minimum(tl.maximum(x / scale, -FP8_MAX_VALUE), FP8_MAX_VALUE)
+        scale = tl.maximum(tl.max(tl.abs(x), axis=1), EPS) / FP8_MAX_VALUE
+        q = tl.minimum(tl.maximum(x / scale[:, None], -FP8_MAX_VALUE), FP8_MAX_VALUE)
         if ROUND_BEFORE_CAST:
             q = _round_to_e4m3_grid(q)
-        tl.store(out_ptr + row * stride_om + offs, q.to(out_ptr.dtype.element_ty), mask=mask)
-        tl.store(scale_ptr + row * stride_sm + group, scale)
+        tl.store(out_ptrs, q.to(out_ptr.dtype.element_ty), mask=mask)
+        tl.store(scale_ptr + row * stride_sm + group, scale, mask=row_mask)
     else:
-        tl.store(out_ptr + row * stride_om + offs, x.to(out_ptr.dtype.element_ty), mask=mask)
+        tl.store(out_ptrs, x.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+ROWS_PER_PROGRAM = 16  # x 128 columns: 2048 elements per program
 
 
 def _launch_rowwise(
-    x: torch.Tensor, cols: int, group_size: int, silu: bool, quantize: bool
+    x: torch.Tensor,
+    cols: int,
+    group_size: int,
+    silu: bool,
+    quantize: bool,
+    rows_per_program: int = ROWS_PER_PROGRAM,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     if x.dim() != 2 or x.stride(-1) != 1:
         raise ValueError(f"expected a 2-D row-major tensor, got shape {tuple(x.shape)}")
@@ -99,15 +117,19 @@ def _launch_rowwise(
     out = torch.empty(rows, cols, dtype=FP8_DTYPE if quantize else x.dtype, device=x.device)
     scales = torch.empty(rows, groups, dtype=torch.float32, device=x.device) if quantize else None
     if rows > 0 and cols > 0:
-        _rowwise_activation_kernel[(rows, groups)](
+        launch(
+            _rowwise_activation_kernel,
+            (triton.cdiv(rows, rows_per_program), groups),
             x,
             out,
             scales,
+            rows,
             cols,
             x.stride(0),
             out.stride(0),
             scales.stride(0) if quantize else 0,
             GROUP=group_size,
+            ROWS=rows_per_program,
             SILU_AND_MUL=silu,
             QUANTIZE=quantize,
             FP8_MAX_VALUE=FP8_MAX,

@@ -1,5 +1,6 @@
 """A plain PyTorch MoE to check the kernel against, and the error measure for the check.
 
+:func:`reference_align` is the alignment (grouping pairs by expert) in plain torch ops.
 :func:`reference_moe` gathers each expert's pairs, multiplies in fp32 with the dequantized
 weights (exactly the values the kernel reads), applies silu-and-mul, the second matmul and the
 routing weights, and sums over the top-k slots. It loops over experts: clear, not fast.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .align import AlignedRouting, aligned_buffer_length
 from .inputs import ExpertWeights, MoEInputs
 from .quant import FP8_DTYPE, FP8_EPS, FP8_MAX
 
@@ -102,3 +104,61 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
     denom = torch.linalg.vector_norm(ref).item()
     diff = torch.linalg.vector_norm(out - ref).item()
     return diff / denom if denom > 0 else diff
+
+
+def reference_align(
+    topk_ids: torch.Tensor,
+    block_size_m: int,
+    num_experts: int,
+    expert_map: torch.Tensor | None = None,
+) -> AlignedRouting:
+    """:func:`~.align.moe_align` in vectorized torch ops (a stable sort): what the kernel must equal.
+
+    On a GPU this is about a dozen small kernels, a radix sort among them (the Triton version is
+    two launches). Args as :func:`~.align.moe_align`:
+        topk_ids: int [M, topk], global expert ids in ``[0, num_experts)``.
+        block_size_m: the kernel's BLOCK_SIZE_M.
+        num_experts: global number of experts (the id range of ``topk_ids``).
+        expert_map: optional int32 [num_experts]: local expert index, or -1 for an expert that is
+            not on this GPU. Blocks of such experts get expert id -1.
+    """
+    if topk_ids.dim() != 2:
+        raise ValueError(f"topk_ids must be [M, topk], got shape {tuple(topk_ids.shape)}")
+    if block_size_m < 1:
+        raise ValueError(f"block_size_m must be positive, got {block_size_m}")
+    device = topk_ids.device
+    flat = topk_ids.reshape(-1).to(torch.int64)
+    num_pairs = flat.numel()
+    length = aligned_buffer_length(num_pairs, num_experts, block_size_m)
+
+    counts = torch.zeros(num_experts, dtype=torch.int64, device=device)
+    counts.scatter_add_(0, flat, torch.ones_like(flat))
+    padded = (counts + block_size_m - 1) // block_size_m * block_size_m
+    padded_end = torch.cumsum(padded, 0)
+    padded_start = padded_end - padded
+    unpadded_start = torch.cumsum(counts, 0) - counts
+
+    # A stable sort keeps each expert's pairs in pair order (any order would be correct).
+    expert_of_sorted, pair_of_sorted = torch.sort(flat, stable=True)
+    rank_in_expert = torch.arange(num_pairs, device=device) - unpadded_start[expert_of_sorted]
+    destination = padded_start[expert_of_sorted] + rank_in_expert
+    sorted_token_ids = torch.full((length,), num_pairs, dtype=torch.int32, device=device)
+    sorted_token_ids.scatter_(0, destination, pair_of_sorted.to(torch.int32))
+
+    # Block b holds the expert whose padded range contains row b * block_size_m.
+    block_start = torch.arange(0, length, block_size_m, device=device)
+    block_expert = torch.searchsorted(padded_end, block_start, right=True)
+    used = block_start < padded_end[-1]
+    block_expert = block_expert.clamp_(max=num_experts - 1)
+    if expert_map is not None:
+        block_expert = expert_map.to(device=device, dtype=torch.int64)[block_expert]
+    expert_ids = torch.where(used, block_expert, -1).to(torch.int32)
+
+    num_tokens_post_padded = padded_end[-1:].to(torch.int32)
+    return AlignedRouting(
+        sorted_token_ids=sorted_token_ids,
+        expert_ids=expert_ids,
+        num_tokens_post_padded=num_tokens_post_padded,
+        block_size_m=block_size_m,
+        num_pairs=num_pairs,
+    )

@@ -1,4 +1,5 @@
-"""Alignment of (token, slot) pairs by expert: the invariants the GEMM kernel relies on."""
+"""Alignment of (token, slot) pairs by expert: the invariants the GEMM kernel relies on, and the
+Triton kernel equal to the plain torch version (a stable sort) on every case."""
 
 import pytest
 import torch
@@ -9,8 +10,17 @@ from autotune.kernel import (
     make_routing,
     moe_align,
     naive_routing,
+    reference_align,
     use_naive_assignment,
 )
+from autotune.kernel.align import _align_launch_sizes
+
+
+def assert_same_routing(got, want):
+    assert torch.equal(got.sorted_token_ids, want.sorted_token_ids)
+    assert torch.equal(got.expert_ids, want.expert_ids)
+    assert torch.equal(got.num_tokens_post_padded, want.num_tokens_post_padded)
+    assert (got.block_size_m, got.num_pairs, got.naive) == (want.block_size_m, want.num_pairs, False)
 
 
 def test_matches_vllm_docstring_example():
@@ -38,6 +48,7 @@ def test_buffer_length_rule(num_pairs, num_experts, block, expected):
 
 def check_alignment(topk_ids, block, num_experts, expert_map=None):
     routing = moe_align(topk_ids, block, num_experts, expert_map)
+    assert_same_routing(routing, reference_align(topk_ids, block, num_experts, expert_map))
     flat = topk_ids.reshape(-1).long()
     num_pairs = flat.numel()
     ids = routing.sorted_token_ids.long()
@@ -77,6 +88,41 @@ def check_alignment(topk_ids, block, num_experts, expert_map=None):
 def test_alignment_invariants(num_tokens, num_experts, topk, block):
     topk_ids, _ = make_routing(num_tokens, num_experts, topk, seed=num_tokens * 31 + block)
     check_alignment(topk_ids, block, num_experts)
+
+
+@pytest.mark.parametrize(
+    "num_tokens, num_experts, topk, block, routing, ep",
+    [
+        (600, 512, 8, 16, "uniform", None),  # E=512: 32-pair steps, 30 chunks of 5 steps
+        (1100, 16, 8, 16, "uniform", None),  # 8800 pairs over 16 experts: 2 steps per chunk
+        (700, 64, 8, 32, "skewed", None),  # a few experts take most pairs
+        (1000, 256, 8, 128, "uniform", 100),  # expert parallelism, big blocks
+    ],
+)
+def test_many_chunks_match_the_stable_sort(num_tokens, num_experts, topk, block, routing, ep):
+    topk_ids, _ = make_routing(num_tokens, num_experts, topk, routing=routing, skew=2.0,
+                               seed=num_experts)  # fmt: skip
+    expert_map = None if ep is None else make_expert_map(num_experts, ep, rank=1)
+    check_alignment(topk_ids, block, num_experts, expert_map)
+    sizes = _align_launch_sizes(topk_ids.numel(), num_experts)
+    assert sizes["num_chunks"] > 1  # the cross-chunk offsets are what this test is about
+
+
+def test_launch_sizes_bound_the_tiles():
+    for num_experts in (1, 8, 128, 256, 512, 1024):
+        for num_pairs in (1, 100, 8192, 40000):
+            s = _align_launch_sizes(num_pairs, num_experts)
+            assert s["E_POW2"] >= num_experts and s["SUB"] * s["E_POW2"] <= 16384
+            assert s["num_chunks"] <= s["C_POW2"] and s["C_POW2"] * s["E_POW2"] <= 16384
+            assert s["num_chunks"] * s["steps"] * s["SUB"] >= num_pairs  # every pair covered
+            assert (s["num_chunks"] - 1) * s["steps"] * s["SUB"] < num_pairs  # no empty chunk
+
+
+def test_int64_ids_and_empty_routing():
+    topk_ids, _ = make_routing(50, 32, 4, seed=9)
+    check_alignment(topk_ids.long(), 16, 32)
+    empty = moe_align(torch.empty(0, 4, dtype=torch.int32), 16, 32)
+    assert empty.sorted_token_ids.numel() == 0 and empty.num_tokens_post_padded.item() == 0
 
 
 def test_experts_without_tokens_get_no_blocks():
