@@ -176,6 +176,7 @@ def _align_scatter_kernel(
 _ALIGN_TILE = 16384
 _ALIGN_MAX_CHUNKS = 64
 _ALIGN_FILL = 1024
+_ALIGN_WARPS = 8  # 16K-element tiles: 64 elements per thread
 
 
 def _align_launch_sizes(num_pairs: int, num_experts: int) -> dict[str, int]:
@@ -247,6 +248,7 @@ def moe_align(
         E_POW2=sizes["E_POW2"],
         SUB=sizes["SUB"],
         FILL=_ALIGN_FILL,
+        num_warps=_ALIGN_WARPS,
     )
     launch(
         _align_scatter_kernel,
@@ -268,6 +270,7 @@ def moe_align(
         SUB=sizes["SUB"],
         BLOCK_SIZE_M=block_size_m,
         HAS_EXPERT_MAP=expert_map is not None,
+        num_warps=_ALIGN_WARPS,
     )
     return routing
 
