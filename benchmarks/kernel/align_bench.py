@@ -44,9 +44,11 @@ from autotune.kernel import (  # noqa: E402
     swap_ab_applies,
     use_naive_assignment,
 )
-from autotune.kernel import align as align_module  # noqa: E402
-from autotune.kernel import fused_moe, quant  # noqa: E402
-from autotune.kernel.quant import _launch_rowwise  # noqa: E402
+from autotune.kernel.align import _align_count_kernel, _align_scatter_kernel  # noqa: E402
+from autotune.kernel.fused_moe import _moe_gemm_kernel  # noqa: E402
+from autotune.kernel.quant import _launch_rowwise, _rowwise_activation_kernel  # noqa: E402
+
+KERNELS = (_moe_gemm_kernel, _rowwise_activation_kernel, _align_count_kernel, _align_scatter_kernel)
 
 SHAPE = dict(E=256, N=512, K=2048, topk=8, dtype="fp8_w8a8", block_shape=(128, 128))
 CALLS, WARMUP, REPLAYS = 10, 3, 10
@@ -94,9 +96,8 @@ class OldStepsPlan(MoEPlan):
 
 
 def compiled_variants() -> int:
-    kernels = (fused_moe._moe_gemm_kernel, quant._rowwise_activation_kernel,
-               align_module._align_count_kernel, align_module._align_scatter_kernel)  # fmt: skip
-    return sum(len(caches[0]) for k in kernels for caches in k.device_caches.values())
+    """Binaries in the in-memory caches of the package's kernels (Triton 3.4 to 3.9)."""
+    return sum(len(caches[0]) for k in KERNELS for caches in k.device_caches.values())
 
 
 def capture(fn) -> torch.cuda.CUDAGraph:

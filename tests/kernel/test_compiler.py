@@ -108,10 +108,12 @@ QWEN = (256, 512, 2048, 8, "fp8_w8a8", BLOCK)  # Qwen3.5-35B-A3B-FP8 at TP1
 
 def compiled_variants() -> int:
     """Binaries in the in-memory caches of this package's kernels (Triton 3.4 to 3.9)."""
-    from autotune.kernel import align, fused_moe, quant
+    from autotune.kernel.align import _align_count_kernel, _align_scatter_kernel
+    from autotune.kernel.fused_moe import _moe_gemm_kernel
+    from autotune.kernel.quant import _rowwise_activation_kernel
 
-    kernels = (fused_moe._moe_gemm_kernel, quant._rowwise_activation_kernel,
-               align._align_count_kernel, align._align_scatter_kernel)  # fmt: skip
+    kernels = (_moe_gemm_kernel, _rowwise_activation_kernel, _align_count_kernel,
+               _align_scatter_kernel)  # fmt: skip
     return sum(len(caches[0]) for k in kernels for caches in k.device_caches.values())
 
 
