@@ -6,7 +6,7 @@ parallel while the measuring worker times others, and Triton's on-disk cache let
 worker load the binaries instead of compiling. Compiling does not launch anything: the GPU stays
 free for the measurements.
 
-A config that fails to compile is known here, before the measuring worker ever sees it.
+A compile error here is counted, not final: the measuring worker decides whether a config runs.
 """
 
 from __future__ import annotations
