@@ -109,6 +109,9 @@ class BucketTuner:
         records = read_records(self.study)
         self._seen = {SearchSpace.key(r.config): r for r in records}
         self._enqueue(warm_starts)
+        if self.exhaustive:  # the whole order is known: compile all of it ahead, in that order
+            self.bench.prepare([c for c in self.space.configs()
+                                if SearchSpace.key(c) not in self._seen], self.M)
         new = excluded = duplicates = idle = 0
         stop = "budget"
         while len(records) < self.budget:

@@ -47,6 +47,7 @@ def compose(*overrides: str):
 
 def plan_for(out: Path, shape: str, *overrides: str):
     return build_plan(compose(f"shape={shape}", "device=auto", "progress=false",
+                              "benchmark.compile_workers=8",
                               f"output_dir={out}/configs", f"table_dir={out}/tables",
                               *overrides))
 
@@ -65,6 +66,18 @@ def exhaustive(out: Path, shape: str, M: int, tag: str) -> dict:
             "top5": [(r.config, r.us) for r in ok[:5]]}
 
 
+def best_configs(db: Path, n: int) -> list[dict]:
+    import optuna
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{db}")
+    out = []
+    for summary in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        done = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("us")]
+        out += [t.user_attrs["config"] for t in sorted(done, key=lambda t: t.user_attrs["us"])[:n]]
+    return out
+
+
 def interleaved(bench, configs: list[dict], M: int, rounds: int = 5) -> list[float]:
     """Median over rounds of A B C ... A B C ... timings."""
     samples: list[list[float]] = [[] for _ in configs]
@@ -81,6 +94,8 @@ def main() -> None:
     ap.add_argument("--shape", default="minimax_m25_tp4")
     ap.add_argument("--bucket", type=int, default=16)
     ap.add_argument("--skip", nargs="*", default=[])
+    ap.add_argument("--grid-db", type=Path, help="an exhaustive pass's storage: its best 30 "
+                    "configs join the hot/cold subset")
     args = ap.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -127,20 +142,23 @@ def main() -> None:
         hot_plan = plan_for(out, args.shape, "benchmark.l2=hot")
         subset = random.Random(1).sample(list(hot_plan.space.configs()), 60)
         subset += [c for g in report.get("grid", []) for c, _ in g["top5"]]
-        for M in (1, 4, 16):
-            row = {}
-            for mode in ("hot", "cold"):
-                plan = plan_for(out, args.shape, f"benchmark.l2={mode}")
-                bench = open_benchmarker(plan)
-                try:
-                    bench.prepare(subset, M)
-                    row[mode] = [bench.measure(c, M).us for c in subset]
-                finally:
-                    bench.close()
+        if args.grid_db and args.grid_db.exists():
+            subset += best_configs(args.grid_db, 30)
+        rows: dict[int, dict[str, list]] = {M: {} for M in (1, 4, 16)}
+        for mode in ("hot", "cold"):
+            bench = open_benchmarker(plan_for(out, args.shape, f"benchmark.l2={mode}"))
+            try:
+                bench.prepare(subset, 16)
+                for M in rows:
+                    rows[M][mode] = [bench.measure(c, M).us for c in subset]
+            finally:
+                bench.close()
+        for M, row in rows.items():
             valid = [i for i in range(len(subset)) if row["hot"][i] and row["cold"][i]]
             hot_win = min(valid, key=lambda i: row["hot"][i])
             cold_win = min(valid, key=lambda i: row["cold"][i])
             report["l2"][M] = {
+                "configs": len(valid),
                 "hot_winner": subset[hot_win], "cold_winner": subset[cold_win],
                 "same_winner": hot_win == cold_win,
                 "hot_winner_cold_us": row["cold"][hot_win],
@@ -149,7 +167,7 @@ def main() -> None:
                 "cold_over_hot_median": statistics.median(
                     row["cold"][i] / row["hot"][i] for i in valid),
             }
-            save()
+        save()
 
     if "fault" not in args.skip:
         fault = {"BLOCK_SIZE_M": 32, "BLOCK_SIZE_N": 64}
