@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 out=benchmarks/minimax_m25_tp4_h100
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv >"$out/gpu_start.csv" 2>/dev/null
-timeout -s INT "${LIMIT:-540}" python -m autotune shape=minimax_m25_tp4 device=h100 \
+timeout -s INT "${LIMIT:-540}" python -m autotune shape=minimax_m25_tp4 device=auto \
   compare_with=tests/data/vllm_configs sglang=true \
   "storage=sqlite:///$out/studies.db" "output_dir=$out" "$@"
 rc=$?

@@ -20,8 +20,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
-# Relative-norm error a config's output may have against the reference, per weight dtype.
-TOLERANCE = {"bf16": 1e-2, "fp16": 1e-2, "int8_w8a16": 2e-2, "fp8_w8a8": 4e-2}
+# Relative-norm error a config's output may have against a reference that rounds at the same
+# points as the kernel, per weight dtype (activations: bf16, or fp16 for fp16 weights). Hopper's
+# fp8 MMA accumulates in reduced precision, and bf16 intermediates round 8x coarser than fp16.
+TOLERANCE = {"bf16": 3e-2, "fp16": 5e-3, "int8_w8a16": 3e-2, "fp8_w8a8": 3e-2}
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def verify_output(spec: TimerSpec, config: dict, M: int, device: str, seed: int)
     inputs = make_inputs(spec.E, spec.N, spec.K, spec.topk, M, spec.dtype, spec.block_shape,
                          device, routing=spec.routing, skew=spec.routing_skew, seed=seed)
     out = fused_moe(inputs, config)
-    error = relative_error(out, reference_moe(inputs))
+    error = relative_error(out, reference_moe(inputs, match_kernel_precision=True))
     tolerance = TOLERANCE[spec.dtype]
     return {"ok": bool(error <= tolerance), "error": error, "tolerance": tolerance}
 

@@ -16,7 +16,7 @@ smi() { nvidia-smi --query-gpu=index,name,clocks.sm,clocks.max.sm,clocks.mem,tem
 smi >"$W/gpu_start.csv"; cat "$W/gpu_start.csv"
 python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$W/campaign.log"
 grid() {  # grid GPU M TAG TIMEOUT
-  CUDA_VISIBLE_DEVICES=$1 timeout -s INT "$4" python3 -m autotune shape=minimax_m25_tp4 device=h100 sampler=grid \
+  CUDA_VISIBLE_DEVICES=$1 timeout -s INT "$4" python3 -m autotune shape=minimax_m25_tp4 device=auto sampler=grid \
     "buckets=[$2]" benchmark.compile_workers=14 progress=false \
     storage=sqlite:///$W/grid_$3.db output_dir=$W/grid_$3 table_dir=$W/tables_$3 >"$W/grid_$3.log" 2>&1
   log "grid $3 (M=$2) rc=$?"; tail -4 "$W/grid_$3.log"

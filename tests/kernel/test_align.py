@@ -14,6 +14,10 @@ from autotune.kernel import (
     use_naive_assignment,
 )
 from autotune.kernel.align import _align_launch_sizes
+from autotune.kernel.quant import interpreting
+
+# The kernels run where the suite runs them: the CPU under the interpreter, else the GPU.
+DEVICE = "cpu" if interpreting() or not torch.cuda.is_available() else "cuda"
 
 
 def assert_same_routing(got, want):
@@ -26,7 +30,7 @@ def assert_same_routing(got, want):
 def test_matches_vllm_docstring_example():
     # vLLM's moe_align_block_size docstring: 4 tokens, top-3, block 4, experts 1..4 (of 5).
     topk_ids = torch.tensor([[2, 3, 4], [1, 2, 4], [1, 3, 4], [1, 2, 3]], dtype=torch.int32)
-    routing = moe_align(topk_ids, 4, 5)
+    routing = moe_align(topk_ids.to(DEVICE), 4, 5)
     used = routing.sorted_token_ids[:16].tolist()
     assert used == [3, 6, 9, 12, 0, 4, 10, 12, 1, 7, 11, 12, 2, 5, 8, 12]
     assert routing.expert_ids[:4].tolist() == [1, 2, 3, 4]
@@ -47,6 +51,8 @@ def test_buffer_length_rule(num_pairs, num_experts, block, expected):
 
 
 def check_alignment(topk_ids, block, num_experts, expert_map=None):
+    topk_ids = topk_ids.to(DEVICE)
+    expert_map = None if expert_map is None else expert_map.to(DEVICE)
     routing = moe_align(topk_ids, block, num_experts, expert_map)
     assert_same_routing(routing, reference_align(topk_ids, block, num_experts, expert_map))
     flat = topk_ids.reshape(-1).long()
@@ -121,7 +127,7 @@ def test_launch_sizes_bound_the_tiles():
 def test_int64_ids_and_empty_routing():
     topk_ids, _ = make_routing(50, 32, 4, seed=9)
     check_alignment(topk_ids.long(), 16, 32)
-    empty = moe_align(torch.empty(0, 4, dtype=torch.int32), 16, 32)
+    empty = moe_align(torch.empty(0, 4, dtype=torch.int32, device=DEVICE), 16, 32)
     assert empty.sorted_token_ids.numel() == 0 and empty.num_tokens_post_padded.item() == 0
 
 
