@@ -57,21 +57,35 @@ class SearchSpaceConfig:
 
 @dataclass
 class SamplerConfig:
-    name: str = "tpe"  # tpe | gp | random | grid
+    """The search of one bucket: warm starts, then the sampler (settings pinned, see samplers.py).
+
+    The defaults are the settings that won the offline evaluation (benchmarks/search/README.md).
+    """
+
+    name: str = "tpe"  # tpe | gp | prior_gp | random | grid
     seed: Optional[int] = None
-    n_startup_trials: int = 10
+    n_startup_trials: int = 10  # trials before the model is used; warm starts count
+    # tpe:
     multivariate: bool = True
     group: bool = False
     constant_liar: bool = True
     n_ei_candidates: int = 24
-    warm_start_default: bool = True  # try vLLM's default config for the bucket first
+    # prior_gp (autotune/prior_gp.py): kernel correlation per ladder step, prior's weight on the mean
+    step_correlation: float = 0.5
+    group_correlation: float = 0.8
+    prior_weight: float = 0.5
+    # Warm starts, measured first in this order (autotune/warm_starts.py):
+    neighbour_trials: int = 2  # best configs of each nearest already-tuned bucket (below, above)
+    warm_start_default: bool = True  # vLLM's default config for the bucket
+    warm_start_file: Optional[str] = None  # a vLLM config file (e.g. another GPU's): nearest entry
+    prior_trials: int = 4  # top configs of the prior from vLLM's files of other GPUs and shapes
+    prior_files: Optional[List[str]] = None  # files/folders/globs; null: vLLM's, bundled
 
 
 @dataclass
 class PrunerConfig:
-    name: str = "none"  # none | median | wilcoxon
-    n_startup_trials: int = 5
-    p_threshold: float = 0.1
+    name: str = "none"  # none | screen (a cheap first look; skip the full timing if clearly slower)
+    margin: float = 0.15  # screen: prune when the first look is this much slower than the best
 
 
 @dataclass

@@ -8,21 +8,30 @@ avoid their region instead of proposing them again.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import optuna
 
 from autotune.config import PrunerConfig, SamplerConfig
 from autotune.errors import UserError
+from autotune.space import SearchSpace
 
-SAMPLERS = ("tpe", "gp", "random", "grid")
-PRUNERS = ("none", "median", "wilcoxon")
+SAMPLERS = ("tpe", "gp", "prior_gp", "random", "grid")
+# A trial here is one measurement, so the only pruning that saves GPU time is a cheap first look
+# compared with the incumbent ("screen"); Optuna's median or Wilcoxon pruners need many steps.
+PRUNERS = ("none", "screen")
 
 # The constraint every told trial carries: 1.0 when the config cannot run (infeasible).
 FEASIBILITY = "infeasible"
 
 
-def make_sampler(cfg: SamplerConfig, seed: Optional[int] = None) -> optuna.samplers.BaseSampler:
+def make_sampler(cfg: SamplerConfig, seed: Optional[int] = None,
+                 space: Optional[SearchSpace] = None,
+                 prior: Optional[Sequence[float]] = None) -> optuna.samplers.BaseSampler:
+    """The configured sampler; prior_gp also needs the space and the prior of the bucket.
+
+    prior: the prior density of each config of space.configs() (autotune.priors.prior_scores).
+    """
     seed = cfg.seed if cfg.seed is not None else seed
     if cfg.name == "tpe":
         return optuna.samplers.TPESampler(
@@ -34,6 +43,19 @@ def make_sampler(cfg: SamplerConfig, seed: Optional[int] = None) -> optuna.sampl
         return optuna.samplers.GPSampler(
             seed=seed, n_startup_trials=cfg.n_startup_trials,
         )
+    if cfg.name == "prior_gp":
+        from autotune.prior_gp import PriorGPSampler
+
+        if space is None:
+            raise ValueError("sampler prior_gp needs the search space")
+        for key in ("step_correlation", "group_correlation"):
+            if not 0 < getattr(cfg, key) < 1:
+                raise UserError(f"sampler.{key}={getattr(cfg, key)}: give a correlation "
+                                f"between 0 and 1 (exclusive)")
+        return PriorGPSampler(space, prior, seed=seed, n_startup_trials=cfg.n_startup_trials,
+                              step_correlation=cfg.step_correlation,
+                              group_correlation=cfg.group_correlation,
+                              prior_weight=cfg.prior_weight)
     if cfg.name in ("random", "grid"):
         # grid: the study enqueues every config in order; the sampler never chooses.
         return optuna.samplers.RandomSampler(seed=seed)
@@ -43,8 +65,29 @@ def make_sampler(cfg: SamplerConfig, seed: Optional[int] = None) -> optuna.sampl
 def make_pruner(cfg: PrunerConfig) -> optuna.pruners.BasePruner:
     if cfg.name == "none":
         return optuna.pruners.NopPruner()
-    if cfg.name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=cfg.n_startup_trials)
-    if cfg.name == "wilcoxon":
-        return optuna.pruners.WilcoxonPruner(p_threshold=cfg.p_threshold)
+    if cfg.name == "screen":
+        return IncumbentPruner(margin=cfg.margin)
     raise UserError(f"pruner.name={cfg.name}: use one of {', '.join(PRUNERS)}")
+
+
+class IncumbentPruner(optuna.pruners.BasePruner):
+    """Prune a trial whose first look is more than `margin` slower than the best full measurement.
+
+    The margin must exceed the first look's noise (a few replays: several percent), or a winner
+    could be pruned on one unlucky look.
+    """
+
+    def __init__(self, margin: float) -> None:
+        if not margin > 0:
+            raise UserError(f"pruner.margin={margin}: give a positive fraction, e.g. 0.15")
+        self.margin = margin
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None:
+            return False
+        try:
+            best = study.best_value  # feasible, fully measured trials only
+        except ValueError:
+            return False
+        return trial.intermediate_values[step] > best * (1 + self.margin)

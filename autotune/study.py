@@ -5,6 +5,9 @@
 - Warm starts are enqueued as the first trials (vLLM's default config, neighbours' winners).
 - A config the search space excludes is told as infeasible without being measured; a config
   already measured is answered from the study. Neither counts as a measurement.
+- Pruning (optional): when the benchmarker can take a cheap first look (`Screening`) and the study
+  has a pruner, the look is reported to it; a config it prunes (clearly slower than the incumbent)
+  skips the full timing. The pruned trial keeps the look's time, so samplers still learn from it.
 - Stopping: the budget of measurements, a patience rule, or an exhausted space.
 """
 
@@ -18,7 +21,7 @@ from typing import Callable, Iterable, Mapping, Optional
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune.bench.protocol import Benchmarker, Measurement
+from autotune.bench.protocol import Benchmarker, Measurement, Screening
 from autotune.samplers import FEASIBILITY
 from autotune.space import Config, SearchSpace
 
@@ -36,10 +39,16 @@ class Record:
     spread: float
     infeasible: Optional[str]
     source: str
+    pruned: bool = False  # only a first look was taken: us is that look's (noisier) time
 
     @property
     def ok(self) -> bool:
         return self.us is not None
+
+    @property
+    def candidate(self) -> bool:
+        """A full measurement of a config that runs: it may be the bucket's best."""
+        return self.ok and not self.pruned
 
 
 @dataclass
@@ -55,12 +64,20 @@ class BucketOutcome:
 
     @property
     def best(self) -> Optional[Record]:
-        ok = [r for r in self.records if r.ok]
-        return min(ok, key=lambda r: r.us) if ok else None  # type: ignore[arg-type,return-value]
+        return best_record(self.records)
 
     @property
     def infeasible(self) -> int:
         return sum(1 for r in self.records if not r.ok)
+
+    @property
+    def pruned(self) -> int:
+        return sum(1 for r in self.records if r.pruned)
+
+
+def best_record(records: Iterable[Record]) -> Optional[Record]:
+    ok = [r for r in records if r.candidate]
+    return min(ok, key=lambda r: r.us) if ok else None  # type: ignore[arg-type,return-value]
 
 
 def open_study(storage, name: str, sampler, pruner) -> optuna.Study:
@@ -77,7 +94,8 @@ def recover_interrupted(study: optuna.Study) -> int:
 
 
 def read_records(study: optuna.Study) -> list[Record]:
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    """Every measurement of the study (full, or a pruned first look), in trial order."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     return [_record(t) for t in trials if t.user_attrs.get("measured")]
 
 
@@ -85,7 +103,8 @@ def _record(t: FrozenTrial) -> Record:
     return Record(number=t.number, config=dict(t.user_attrs["config"]),
                   us=t.user_attrs.get("us"), spread=float(t.user_attrs.get("spread", 0.0)),
                   infeasible=t.user_attrs.get("infeasible"),
-                  source=t.user_attrs.get("source", "sampler"))
+                  source=t.user_attrs.get("source", "sampler"),
+                  pruned=t.state == TrialState.PRUNED)
 
 
 @dataclass
@@ -101,6 +120,8 @@ class BucketTuner:
     batch_size: int = 1
     exhaustive: bool = False
     on_measured: Callable[[Record], None] = lambda r: None
+    # An extra stopping rule over the records so far (the offline evaluation stops at the optimum).
+    stop_when: Optional[Callable[[list[Record]], bool]] = None
     _seen: dict[tuple, Record] = field(default_factory=dict, init=False)
 
     def run(self, warm_starts: Iterable[tuple[str, Mapping[str, int]]] = ()) -> BucketOutcome:
@@ -153,6 +174,9 @@ class BucketTuner:
             if self.patience and _since_improvement(records) >= self.patience:
                 stop = "patience"
                 break
+            if self.stop_when is not None and self.stop_when(records):
+                stop = "stop rule"
+                break
         return BucketOutcome(M=self.M, study_name=self.study.study_name, records=records,
                              new_measurements=new, excluded=excluded, duplicates=duplicates,
                              seconds=time.perf_counter() - start, stop_reason=stop)
@@ -194,7 +218,11 @@ class BucketTuner:
         trial.set_user_attr("config", config)
         trial.set_user_attr("duplicate_of", known.number)
         trial.set_constraint(FEASIBILITY, 0.0 if known.ok else 1.0)
-        self.study.tell(trial, known.us if known.ok else math.inf)
+        if known.pruned:
+            trial.report(known.us, 0)  # type: ignore[arg-type]
+            self.study.tell(trial, state=TrialState.PRUNED)
+        else:
+            self.study.tell(trial, known.us if known.ok else math.inf)
 
     def _tell_duplicate_in_batch(self, trial: optuna.Trial, config: Config) -> None:
         # Its twin in this batch is not measured yet: nothing to copy, so it tells nothing.
@@ -202,19 +230,39 @@ class BucketTuner:
         self.study.tell(trial, state=TrialState.FAIL)
 
     def _measure_and_tell(self, trial: optuna.Trial, config: Config) -> Record:
+        pruned = False
         try:
-            m = self.bench.measure(config, self.M)
+            m = self._first_look(trial, config)
+            if m is not None and m.ok and trial.should_prune():
+                pruned = True
+            elif m is None or m.ok:  # a failed look is the result: the config does not run
+                m = self.bench.measure(config, self.M)
         except BaseException:
             # Ctrl-C or a bug: the trial is abandoned, not left RUNNING.
             self.study.tell(trial, state=TrialState.FAIL)
             raise
         _set_measurement_attrs(trial, config, m)
-        self.study.tell(trial, m.us if m.ok else math.inf)
+        if pruned:
+            self.study.tell(trial, state=TrialState.PRUNED)
+        else:
+            self.study.tell(trial, m.us if m.ok else math.inf)
         record = Record(number=trial.number, config=config, us=m.us if m.ok else None,
                         spread=m.spread, infeasible=m.infeasible,
-                        source=trial.user_attrs.get("source", "sampler"))
+                        source=trial.user_attrs.get("source", "sampler"), pruned=pruned)
         self._seen[SearchSpace.key(config)] = record
         return record
+
+    def _first_look(self, trial: optuna.Trial, config: Config) -> Optional[Measurement]:
+        """The benchmarker's cheap first look, reported to the pruner; None without pruning."""
+        if isinstance(self.study.pruner, optuna.pruners.NopPruner):
+            return None
+        if not isinstance(self.bench, Screening):
+            return None
+        look = self.bench.screen(config, self.M)
+        if look.ok:
+            trial.set_user_attr("first_look_us", look.us)
+            trial.report(look.us, 0)  # type: ignore[arg-type]
+        return look
 
 
 def _set_measurement_attrs(trial: optuna.Trial, config: Config, m: Measurement) -> None:
@@ -235,7 +283,7 @@ def _since_improvement(records: list[Record]) -> int:
     best = math.inf
     since = 0
     for r in records:
-        if r.ok and r.us < best * (1 - MIN_IMPROVEMENT):  # type: ignore[operator]
+        if r.candidate and r.us < best * (1 - MIN_IMPROVEMENT):  # type: ignore[operator]
             best = r.us  # type: ignore[assignment]
             since = 0
         else:

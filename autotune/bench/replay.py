@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import random
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
@@ -91,10 +92,23 @@ def expand_table_paths(patterns: Iterable[str]) -> list[Path]:
     return paths
 
 
-class ReplayBenchmarker:
-    """Answers from the tables that match the shape and device; one table per batch size."""
+# A first look times about 3 of the 20 replays: its noise is sqrt(20 / 3) times a measurement's.
+SCREEN_NOISE_FACTOR = 2.6
 
-    def __init__(self, patterns: Iterable[str], shape: MoEShape, device_name: str):
+
+class ReplayBenchmarker:
+    """Answers from the tables that match the shape and device; one table per batch size.
+
+    noise_cv > 0 emulates measurement noise: each answer is the recorded time times (1 + cv * z),
+    z standard normal (seeded); a first look (`screen`) gets SCREEN_NOISE_FACTOR times more.
+    """
+
+    def __init__(self, patterns: Iterable[str], shape: MoEShape, device_name: str,
+                 noise_cv: float = 0.0, seed: int = 0):
+        if noise_cv < 0:
+            raise UserError(f"replay noise_cv={noise_cv}: give a relative spread of 0 or more")
+        self.noise_cv = noise_cv
+        self._rng = random.Random(seed)
         patterns = list(patterns)
         if not patterns:
             raise UserError("benchmark=replay needs benchmark.tables=[...]: moe-grid-table/1 "
@@ -112,11 +126,18 @@ class ReplayBenchmarker:
                                 f"{t.path}; keep one")
             self.tables[t.M] = t
 
+    def reseed(self, seed: int) -> None:
+        """Restart the emulated noise (the offline evaluation: one stream per repeat)."""
+        self._rng.seed(seed)
+
     def identity(self) -> dict[str, Any]:
         digest = hashlib.sha1()
         for m in sorted(self.tables):
             digest.update(self.tables[m].path.read_bytes())
-        return {"kind": "replay", "tables": digest.hexdigest()[:8]}
+        identity = {"kind": "replay", "tables": digest.hexdigest()[:8]}
+        if self.noise_cv:
+            identity["noise_cv"] = self.noise_cv
+        return identity
 
     def default_buckets(self) -> Optional[list[int]]:
         return sorted(self.tables)
@@ -129,6 +150,20 @@ class ReplayBenchmarker:
         pass
 
     def measure(self, config: Mapping[str, int], M: int) -> Measurement:
+        return self._noisy(self.recorded(config, M), self.noise_cv)
+
+    def screen(self, config: Mapping[str, int], M: int) -> Measurement:
+        """A cheap first look (the `Screening` protocol): the recorded time, noisier."""
+        return self._noisy(self.recorded(config, M), self.noise_cv * SCREEN_NOISE_FACTOR)
+
+    def _noisy(self, m: Measurement, cv: float) -> Measurement:
+        if not cv or not m.ok:
+            return m
+        return Measurement(us=m.us * max(0.5, 1 + cv * self._rng.gauss(0, 1)),  # type: ignore
+                           spread=cv, method=m.method)
+
+    def recorded(self, config: Mapping[str, int], M: int) -> Measurement:
+        """The table's answer, without emulated noise."""
         table = self.tables.get(M)
         if table is None:  # e.g. the midpoint between two buckets: nothing to replay
             return Measurement.failed(f"no recorded table at M={M}", kind="replay")
