@@ -1,0 +1,102 @@
+"""A bucket's first trials: what is known before anything is measured for it.
+
+In this order, each config once:
+1. the best configs of the nearest already-tuned buckets of the same study set (below and above M):
+   neighbouring batch sizes share their winners more often than not;
+2. vLLM's default config for the bucket (the baseline the tuned entry must beat);
+3. the entry nearest to M of a vLLM config file the user names (e.g. one for another GPU);
+4. the top of the prior ranking learned from vLLM's shipped files of other GPUs and shapes.
+Configs the space excludes are dropped; the study also skips ones it has already measured.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Optional, Sequence
+
+from autotune.baselines import nearest_entry, vllm_default_config
+from autotune.config import SamplerConfig
+from autotune.errors import UserError
+from autotune.priors import ShippedFile, load_shipped_files, rank_configs
+from autotune.space import Config, SearchSpace
+from autotune.study import Record
+
+WarmStart = tuple[str, Config]
+
+
+def first_trials(space: SearchSpace, device_name: str, M: int, cfg: SamplerConfig,
+                 tuned: Optional[Mapping[int, Sequence[Record]]] = None,
+                 prior_files: Optional[Sequence[ShippedFile]] = None) -> list[WarmStart]:
+    """The warm starts of bucket M, in the order they should be measured.
+
+    tuned: the measured trials of other buckets of the same GPU, shape and space, by M.
+    prior_files: the shipped files to learn the prior from (None: as cfg.prior_files says).
+    """
+    out: list[WarmStart] = []
+    seen: set[tuple] = set()
+
+    def add(source: str, config: Config) -> None:
+        config = {k: int(config[k]) for k in space.params}
+        key = SearchSpace.key(config)
+        if key not in seen and space.contains(config) and space.violation(config) is None:
+            seen.add(key)
+            out.append((source, config))
+
+    for other, config in neighbour_bests(tuned or {}, M, cfg.neighbour_trials):
+        add(f"neighbour_M{other}", config)
+    shape = space.context.shape
+    if cfg.warm_start_default:
+        add("vllm_default", vllm_default_config(M, shape.E, shape.dtype, shape.block_shape))
+    if cfg.warm_start_file:
+        user = ShippedFile.load(_existing(cfg.warm_start_file))
+        add("file", _as_run(space, nearest_entry(user.entries, M)))
+    if cfg.prior_trials > 0:
+        files = prior_files if prior_files is not None else load_shipped_files(cfg.prior_files)
+        taken = 0
+        for config in rank_configs(space, files, device_name, M):
+            if taken >= cfg.prior_trials:
+                break
+            if SearchSpace.key(config) not in seen:
+                add("prior", config)
+                taken += 1
+    return out
+
+
+def neighbour_bests(tuned: Mapping[int, Sequence[Record]], M: int,
+                    per_bucket: int) -> list[tuple[int, Config]]:
+    """The best `per_bucket` configs of the nearest tuned bucket below M and above M.
+
+    Interleaved best-first, the nearer bucket (in octaves) first.
+    """
+    if per_bucket <= 0:
+        return []
+    below = [m for m in tuned if m < M and _ranked(tuned[m])]
+    above = [m for m in tuned if m > M and _ranked(tuned[m])]
+    nearest = ([max(below)] if below else []) + ([min(above)] if above else [])
+    nearest.sort(key=lambda m: abs(math.log2(m) - math.log2(M)))
+    lists = [(m, _ranked(tuned[m])[:per_bucket]) for m in nearest]
+    out = []
+    for i in range(per_bucket):
+        out.extend((m, ranked[i].config) for m, ranked in lists if i < len(ranked))
+    return out
+
+
+def _ranked(records: Sequence[Record]) -> list[Record]:
+    return sorted((r for r in records if r.ok and not r.pruned), key=lambda r: r.us)
+
+
+def _as_run(space: SearchSpace, config: Config) -> Config:
+    """A shipped entry as the target kernel runs it (BLOCK_SIZE_K above the block is the block)."""
+    block = space.context.shape.block_shape
+    if block is None:
+        return config
+    return {**config, "BLOCK_SIZE_K": min(config["BLOCK_SIZE_K"], block[1])}
+
+
+def _existing(path: str):
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(f"sampler.warm_start_file={path} does not exist; name a vLLM config file")
+    return p
