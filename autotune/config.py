@@ -62,9 +62,9 @@ class SamplerConfig:
     The defaults are the settings that won the offline evaluation (benchmarks/search/README.md).
     """
 
-    name: str = "tpe"  # tpe | gp | prior_gp | random | grid
+    name: str = "prior_gp"  # prior_gp | tpe | gp | random | grid
     seed: Optional[int] = None
-    n_startup_trials: int = 10  # trials before the model is used; warm starts count
+    n_startup_trials: int = 0  # random trials before the model is used; warm starts count
     # tpe:
     multivariate: bool = True
     group: bool = False
@@ -78,7 +78,7 @@ class SamplerConfig:
     neighbour_trials: int = 2  # best configs of each nearest already-tuned bucket (below, above)
     warm_start_default: bool = True  # vLLM's default config for the bucket
     warm_start_file: Optional[str] = None  # a vLLM config file (e.g. another GPU's): nearest entry
-    prior_trials: int = 4  # top configs of the prior from vLLM's files of other GPUs and shapes
+    prior_trials: int = 2  # top configs of the prior from vLLM's files of other GPUs and shapes
     prior_files: Optional[List[str]] = None  # files/folders/globs; null: vLLM's, bundled
 
 
@@ -113,8 +113,10 @@ class Config:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
-    trials: int = 24  # measurements per bucket (finished trials of a resumed study count)
-    patience: Optional[int] = None  # stop a bucket after this many trials without a 0.5% gain
+    # Stopping (benchmarks/search/README.md): at most `trials` measurements per bucket (finished
+    # trials of a resumed study count), fewer once `patience` of them bring no 0.5% gain.
+    trials: int = 32
+    patience: Optional[int] = 16
     buckets: Optional[List[int]] = None  # null: the benchmark's default (vLLM's 18 batch sizes)
     storage: Optional[str] = None  # Optuna storage URL; null: sqlite file under outputs/
     output_dir: str = "outputs/configs"

@@ -12,16 +12,17 @@ from typing import Optional
 import optuna
 from tqdm import tqdm
 
-from autotune.baselines import vllm_default_config
 from autotune.bench import Benchmarker, open_benchmarker
 from autotune.consolidate import consolidate, existing_studies
 from autotune.errors import UserError
 from autotune.formats import config_file_name, render, sglang_subdir, write_atomic
 from autotune.plan import Plan
+from autotune.priors import bucket_prior
 from autotune.samplers import make_pruner, make_sampler
 from autotune.storage import open_storage
-from autotune.study import BucketOutcome, BucketTuner, Record, open_study
+from autotune.study import BucketOutcome, BucketTuner, Record, open_study, read_records
 from autotune.tables import write_grid_table
+from autotune.warm_starts import first_trials
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def tune(plan: Plan, bench: Optional[Benchmarker] = None) -> TuneResult:
     try:
         for M in plan.buckets:
             bar.set_description(f"M={M}")
-            study = open_study(storage, plan.study_name(M), make_sampler(plan.cfg.sampler),
+            study = open_study(storage, plan.study_name(M), _sampler(plan, M),
                                make_pruner(plan.cfg.pruner))
             _describe_study(study, plan, M)
             tuner = BucketTuner(study=study, space=plan.space, bench=bench, M=M, budget=budget,
@@ -61,7 +62,7 @@ def tune(plan: Plan, bench: Optional[Benchmarker] = None) -> TuneResult:
             done_before = sum(1 for t in study.get_trials(deepcopy=False)
                               if t.user_attrs.get("measured"))
             bar.update(min(done_before, budget))
-            outcome = tuner.run(warm_starts=_warm_starts(plan, M))
+            outcome = tuner.run(warm_starts=_warm_starts(plan, M, storage))
             bar.update(budget - min(len(outcome.records), budget))
             result.outcomes.append(outcome)
             _log_outcome(outcome)
@@ -137,10 +138,23 @@ def _triton_version(plan: Plan) -> str:
     return triton.__version__
 
 
-def _warm_starts(plan: Plan, M: int):
-    if plan.cfg.sampler.warm_start_default:
-        yield "vllm_default", vllm_default_config(M, plan.shape.E, plan.shape.dtype,
-                                                  plan.shape.block_shape)
+def _sampler(plan: Plan, M: int) -> optuna.samplers.BaseSampler:
+    prior = None
+    if plan.cfg.sampler.name == "prior_gp":
+        prior = bucket_prior(plan.space, plan.device.name, M, plan.cfg.sampler.prior_files)
+    return make_sampler(plan.cfg.sampler, space=plan.space, prior=prior)
+
+
+def _warm_starts(plan: Plan, M: int, storage: optuna.storages.BaseStorage):
+    """The bucket's first trials (autotune/warm_starts.py), with every other bucket of the same
+    device, shape, space and benchmark already in the storage (this run's or an earlier one's)."""
+    prefix = plan.study_name(M).rsplit("M=", 1)[0] + "M="
+    tuned = {}
+    for name in optuna.get_all_study_names(storage):
+        other = name[len(prefix):]
+        if name.startswith(prefix) and other.isdigit() and int(other) != M:
+            tuned[int(other)] = read_records(optuna.load_study(study_name=name, storage=storage))
+    return first_trials(plan.space, plan.device.name, M, plan.cfg.sampler, tuned)
 
 
 def _describe_study(study: optuna.Study, plan: Plan, M: int) -> None:

@@ -64,7 +64,8 @@ def test_rerun_with_a_larger_budget_keeps_the_trials_and_adds_to_them(tmp_path, 
 
 def test_killed_run_resumes_without_losing_or_repeating_finished_trials(tmp_path):
     db = tmp_path / "studies.db"
-    args = [sys.executable, "-m", "autotune", *replay_args(tmp_path, "trials=40")]
+    args = [sys.executable, "-m", "autotune",
+            *replay_args(tmp_path, "trials=40", "patience=null")]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 120

@@ -1,0 +1,260 @@
+"""The search benchmark behind benchmarks/search/README.md (CPU only; about 15 minutes on 2 cores).
+
+    PYTHONPATH=. python benchmarks/search/run.py [--tables tests/data/grids] [--repeats 20]
+        [--workers 2] [--only main,loto,noise,pruning,stopping,neighbours,optuna_gp]
+
+Every number comes from `autotune.evaluate.evaluate`: the real study code on the recorded tables.
+Writes benchmarks/search/results/<part>.json (settings, summaries, one compact row per run) and
+benchmarks/search/results/results.md (the tables the README quotes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from autotune.bench.replay import expand_table_paths
+from autotune.evaluate import Run, _finite, _num, evaluate, load_settings, percentile, summarize
+
+OUT = Path(__file__).resolve().parent / "results"
+MISS_COST = 128  # a miss counts as this many measurements in the selection score (2 x budget)
+
+# name -> (sampler preset, overrides, evaluation options)
+OFF = ["sampler.warm_start_default=false", "sampler.prior_trials=0", "sampler.neighbour_trials=0"]
+DEFAULT_ONLY = ["sampler.prior_trials=0"]
+MAIN = {
+    "random (study, budget 64)": ("random", [], {}),
+    "tpe, 10 startup (plain)": ("tpe", OFF + ["sampler.n_startup_trials=10"], {}),
+    "tpe + vLLM default": ("tpe", DEFAULT_ONLY, {}),
+    "tpe + default + 2 prior": ("tpe", ["sampler.prior_trials=2"], {}),
+    "tpe + default + 8 prior (conf/sampler/tpe.yaml)": ("tpe", [], {}),
+    "prior_gp, no prior, no default (cold)": ("prior_gp", OFF + ["sampler.prior_weight=0"], {}),
+    "prior_gp + default, no prior": ("prior_gp", DEFAULT_ONLY + ["sampler.prior_weight=0"], {}),
+    "prior_gp + default, prior as mean only": ("prior_gp", DEFAULT_ONLY, {}),
+    "**prior_gp + default + 2 prior (the default)**": ("prior_gp", [], {}),
+}
+TPE = "tpe + default + 8 prior (conf/sampler/tpe.yaml)"
+GP = "**prior_gp + default + 2 prior (the default)**"
+
+
+def run_method(paths, preset: str, overrides: list[str], repeats: int, workers: int,
+               **options: Any) -> dict[str, Any]:
+    budget = options.pop("budget", 64)
+    settings = load_settings(preset, options.pop("pruner", "none"), overrides, budget=budget,
+                             **options)
+    return evaluate(paths, settings, repeats, seed=0, workers=workers, random_repeats=1000)
+
+
+def compact(result: dict[str, Any]) -> dict[str, Any]:
+    """Settings and summaries, with one short row per run instead of the full trace."""
+    rows = []
+    for d in result["runs"]:
+        r = Run(**d)
+        rows.append({"table": r.table, "M": r.M, "seed": r.seed, "evals_1pct": r.evals_to(0.01),
+                     "evals_2pct": r.evals_to(0.02), "regret16": round(r.regret_at(16), 5),
+                     "regret32": round(r.regret_at(32), 5), "regret64": round(r.regret_at(64), 5),
+                     "measurements": len(r.trace), "gpu_ms": r.gpu_ms, "pruned": r.pruned,
+                     "stop": r.stop, "first_sources": r.sources[:8]})
+    return {k: v for k, v in result.items() if k != "runs"} | {"runs": rows}
+
+
+def row(name: str, s: dict[str, Any], extra: str = "") -> str:
+    return (f"| {name} | {_num(s['median_evals_to_1pct'])} | {_num(s['p90_evals_to_1pct'])} | "
+            f"{s['miss_rate_1pct']:.2f} | {_num(s['median_evals_to_2pct'])} | "
+            f"{_num(s['p90_evals_to_2pct'])} | {s['mean_regret_at_16'] * 100:.2f} | "
+            f"{s['mean_regret_at_32'] * 100:.2f} | {s['mean_regret_at_64'] * 100:.2f} |{extra}")
+
+
+HEAD = ("| method | median to 1% | p90 to 1% | miss@64 | median to 2% | p90 to 2% | regret@16 % "
+        "| @32 % | @64 % |")
+SEP = "|---|---|---|---|---|---|---|---|---|"
+
+
+def per_table_lines(result: dict[str, Any]) -> list[str]:
+    cells = []
+    for name, t in result["per_table"].items():
+        cells.append(f"M={t['M']}: {_num(t['median_evals_to_1pct'])} / "
+                     f"{_num(t['p90_evals_to_1pct'])} / {t['miss_rate_1pct']:.2f}")
+    return cells
+
+
+def score(runs: list[Run]) -> tuple[float, float]:
+    """Selection score on training tables: mean measurements to 1% (a miss = MISS_COST)."""
+    n = [r.evals_to(0.01) for r in runs]
+    return (statistics.fmean(MISS_COST if v is None else v for v in n),
+            statistics.fmean(r.regret_at(16) for r in runs))
+
+
+def loto_grid() -> dict[str, tuple[str, list[str]]]:
+    grid = {}
+    for prior in (0, 2, 4, 8):
+        for startup in (0, 5, 10):
+            grid[f"tpe startup={startup} prior={prior}"] = (
+                "tpe", [f"sampler.n_startup_trials={startup}", f"sampler.prior_trials={prior}"])
+        for weight in (0, 0.5, 1):
+            for rho in (0.3, 0.5, 0.7):
+                grid[f"prior_gp rho={rho} weight={weight} prior={prior}"] = (
+                    "prior_gp", [f"sampler.step_correlation={rho}",
+                                 f"sampler.prior_weight={weight}", f"sampler.prior_trials={prior}"])
+    return grid
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tables", nargs="+", default=["tests/data/grids"])
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--only", default="main,loto,neighbours,noise,pruning,stopping,optuna_gp")
+    args = ap.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    paths = expand_table_paths(args.tables)
+    parts = set(args.only.split(","))
+    OUT.mkdir(parents=True, exist_ok=True)
+    md: list[str] = []
+
+    def save(part: str, data: Any) -> None:
+        (OUT / f"{part}.json").write_text(json.dumps(_finite(data), indent=1) + "\n")
+
+    def table(title: str, results: dict[str, dict], extra_head: str = "", extra=None) -> None:
+        md.extend([f"### {title}", "", HEAD + extra_head, SEP + "---|" * extra_head.count("|")])
+        for name, res in results.items():
+            md.append(row(name, res["overall"], extra(res) if extra else ""))
+        md.append("")
+        md.append("Per table (median / p90 / miss rate, measurements to 1%):")
+        md.append("")
+        for name, res in results.items():
+            md.append(f"- {name}: " + "; ".join(per_table_lines(res)))
+        md.append("")
+        print("\n".join(md[-(len(results) * 2 + 6):]), flush=True)
+
+    if "main" in parts:
+        results = {name: run_method(paths, p, o, args.repeats, args.workers, **opt)
+                   for name, (p, o, opt) in MAIN.items()}
+        any_result = next(iter(results.values()))
+        rnd = any_result["overall"]
+        md.append(f"Random search (1000 random orders of the space per table, no budget): median "
+                  f"{_num(rnd['random_median_evals_to_1pct'])}, p90 "
+                  f"{_num(rnd['random_p90_evals_to_1pct'])} measurements to 1%; per table: "
+                  + "; ".join(f"M={t['M']}: {_num(t['random_median_evals_to_1pct'])} / "
+                              f"{_num(t['random_p90_evals_to_1pct'])}"
+                              for t in any_result["per_table"].values()) + "\n")
+        table(f"Single bucket, {args.repeats} seeds x {len(paths)} tables, budget 64", results,
+              " sec |", lambda r: f" {r['seconds']} |")
+        save("main", {k: compact(v) for k, v in results.items()})
+
+    if "loto" in parts:
+        grid = loto_grid()
+        full = {}
+        for name, (p, o) in grid.items():
+            full[name] = run_method(paths, p, o, args.repeats, args.workers)
+            print(f"loto grid {name}: {full[name]['overall']['median_evals_to_1pct']} / "
+                  f"{full[name]['overall']['p90_evals_to_1pct']}", flush=True)
+        runs = {name: [Run(**d) for d in res["runs"]] for name, res in full.items()}
+        tables = sorted({r.table for rs in runs.values() for r in rs},
+                        key=lambda t: next(r.M for r in runs[next(iter(runs))] if r.table == t))
+        held_runs, folds = [], []
+        for held in tables:
+            train = {name: score([r for r in rs if r.table != held]) for name, rs in runs.items()}
+            chosen = min(train, key=lambda n: train[n])  # dict order breaks ties
+            test = [r for r in runs[chosen] if r.table == held]
+            held_runs.extend(test)
+            s = summarize(test)
+            folds.append({"held_out": held, "chosen": chosen, "train_score": train[chosen],
+                          "held_out_summary": s})
+        pooled = summarize(held_runs)
+        all_tables = {name: summarize(rs) for name, rs in runs.items()}
+        ranked = sorted(all_tables, key=lambda n: score(runs[n]))
+        md.extend(["### Leave one table out", "",
+                   "For each table: the setting with the best score on the other four (mean "
+                   f"measurements to 1%, a miss = {MISS_COST}; grid of {len(grid)} settings), "
+                   "judged on the held-out table.", "",
+                   "| held-out table | chosen on the other four | median to 1% | p90 | miss |",
+                   "|---|---|---|---|---|"])
+        for f in folds:
+            s = f["held_out_summary"]
+            md.append(f"| {f['held_out']} | {f['chosen']} | {_num(s['median_evals_to_1pct'])} | "
+                      f"{_num(s['p90_evals_to_1pct'])} | {s['miss_rate_1pct']:.2f} |")
+        md.extend(["", HEAD, SEP, row("**held-out pooled**", pooled), ""])
+        md.extend(["Best and worst settings of the grid on all five tables (score = mean "
+                   "measurements to 1%, miss = 128):", "", HEAD + " score |", SEP + "---|"])
+        for name in ranked[:8] + ["..."] + ranked[-4:]:
+            if name == "...":
+                md.append("| ... |" + " |" * 9)
+                continue
+            md.append(row(name, all_tables[name], f" {score(runs[name])[0]:.2f} |"))
+        md.append("")
+        print("\n".join(md[-30:]), flush=True)
+        save("loto", {"grid": {k: list(v) for k, v in grid.items()}, "folds": folds,
+                      "pooled": pooled, "all_tables": all_tables})
+
+    if "neighbours" in parts:
+        results = {}
+        for mode in ("below", "both"):
+            for name, preset in (("tpe (tpe.yaml)", "tpe"), ("prior_gp (default)", "prior_gp")):
+                results[f"{name}, neighbours {mode}"] = run_method(
+                    paths, preset, [], args.repeats, args.workers, neighbours=mode)
+        table("Warm starts from neighbouring buckets of the same shape (2 best of each)",
+              results)
+        save("neighbours", {k: compact(v) for k, v in results.items()})
+
+    if "noise" in parts:
+        results = {}
+        for cv in (0.01, 0.02):
+            for name, (p, o, _) in (("tpe + vLLM default", MAIN["tpe + vLLM default"]),
+                                    ("tpe (tpe.yaml)", MAIN[TPE]),
+                                    ("prior_gp (default)", MAIN[GP])):
+                results[f"{name}, noise cv {cv}"] = run_method(paths, p, o, args.repeats,
+                                                               args.workers, noise_cv=cv)
+        table("Emulated measurement noise (each answer = recorded time x (1 + cv z)); judged on "
+              "the recorded time of the config the study holds best", results)
+        save("noise", {k: compact(v) for k, v in results.items()})
+
+    if "pruning" in parts:
+        results = {}
+        for cv in (0.0, 0.01):
+            for margin in (None, 0.05, 0.1, 0.2, 0.3):
+                opts: dict[str, Any] = {"noise_cv": cv, "stop_at_optimum": False}
+                o = []
+                if margin is not None:
+                    opts["pruner"] = "screen"
+                    o = [f"pruner.margin={margin}"]
+                label = "no pruning" if margin is None else f"screen, margin {margin}"
+                results[f"prior_gp, {label}, noise {cv}"] = run_method(
+                    paths, "prior_gp", o, args.repeats, args.workers, budget=32, **opts)
+        table("First-look pruning, prior_gp, budget 32 (full runs); GPU time of timing under the "
+              "cost model of autotune/evaluate.py", results, " GPU ms / bucket | pruned |",
+              lambda r: f" {r['overall']['mean_gpu_ms']:.0f} | {r['overall']['mean_pruned']:.1f} |")
+        save("pruning", {k: compact(v) for k, v in results.items()})
+
+    if "stopping" in parts:
+        results = {}
+        for cv in (0.0, 0.01):
+            for trials, patience in ((8, None), (12, None), (16, None), (24, None), (32, None),
+                                     (32, 8), (32, 12), (48, 12), (48, 16), (64, 16)):
+                results[f"trials={trials} patience={patience or '-'} noise {cv}"] = run_method(
+                    paths, "prior_gp", [], args.repeats, args.workers, budget=trials,
+                    patience=patience, noise_cv=cv, stop_at_optimum=False)
+        table("Stopping: budget (trials) and patience (measurements without a 0.5% gain), "
+              "prior_gp, full runs", results, " measurements spent |",
+              lambda r: f" {r['overall']['mean_measurements']:.1f} |")
+        save("stopping", {k: compact(v) for k, v in results.items()})
+
+    if "optuna_gp" in parts:
+        results = {"optuna GPSampler + default + 2 prior, 0 startup (budget 32, 4 seeds)":
+                   run_method(paths, "gp", [], 4, args.workers, budget=32)}
+        table("Optuna's GPSampler (slow on CPU: few seeds, budget 32)", results, " sec |",
+              lambda r: f" {r['seconds']} |")
+        save("optuna_gp", {k: compact(v) for k, v in results.items()})
+
+    (OUT / "results.md").write_text("\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

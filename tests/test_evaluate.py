@@ -1,0 +1,130 @@
+"""`python -m autotune.evaluate`: the real study code on the recorded tables, and its output."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from autotune.evaluate import (Run, Settings, evaluate, load_groups, load_settings, main,
+                               percentile, random_search)
+from autotune.bench.replay import expand_table_paths
+from tests.conftest import GRIDS
+
+TABLE_M16 = GRIDS / "NVIDIA_H200_E256_N512_K2048_fp8block_M16.json"
+
+
+def summary(line: str) -> dict[str, float]:
+    return {k: float(v) for k, v in (item.split("=") for item in line.split())}
+
+
+def run_module(*args: str, cwd=None):
+    return subprocess.run([sys.executable, "-m", "autotune.evaluate", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_evaluation_runs_the_study_on_every_table_and_ends_in_a_parseable_summary(tmp_path):
+    out = tmp_path / "eval.json"
+    result = run_module(str(GRIDS), "--repeats", "2", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    s = summary(lines[-1])
+    assert (s["tables"], s["repeats"]) == (5, 2)
+    assert 1 <= s["median_evals_to_1pct"] <= s["p90_evals_to_1pct"] <= 64
+    assert 0 <= s["miss_rate"] <= 1
+    assert s["random_median_evals_to_1pct"] > 50  # the needle in the haystack, as recorded
+    assert sum("fp8block_M" in ln for ln in lines) == 5  # one row per table
+    data = json.loads(out.read_text())  # strict JSON: a miss is null, never Infinity
+    assert len(data["runs"]) == 10 and data["tables"] == 5
+    for run in data["runs"]:
+        # The study measured the warm starts first (default, then the prior), then the sampler.
+        assert run["sources"][0] == "vllm_default"
+        assert run["trace"] == sorted(run["trace"], reverse=True)  # best-so-far never worsens
+
+
+def test_measurements_to_one_percent_are_read_off_the_recorded_times():
+    paths = [TABLE_M16]
+    settings = load_settings("prior_gp", "none", ["sampler.prior_trials=0"], budget=20,
+                             stop_at_optimum=False)
+    result = evaluate(paths, settings, repeats=1)
+    run = Run(**result["runs"][0])
+    best = json.loads(TABLE_M16.read_text())
+    best_us = min(r["us"] for r in best["results"] if r["us"] is not None)
+    assert run.best_us == best_us and len(run.trace) == 20
+    n = run.evals_to(0.01)
+    assert run.trace[n - 1] <= best_us * 1.01 < run.trace[n - 2]
+    assert run.regret_at(64) == run.trace[-1] / best_us - 1  # a run shorter than 64: its end
+
+
+def test_random_search_baseline_matches_its_expectation():
+    """Drawing without replacement, k good configs of n: expected (n + 1) / (k + 1) draws."""
+    group = load_groups([TABLE_M16], "vllm", 0.0)[0]
+    draws = random_search(group, 16, repeats=3000, seed=1)
+    table = group.tables[16]
+    best = table.best()[1]
+    times = [table.timings[tuple(sorted(c.items()))] for c in group.space.configs()]
+    k = sum(m.ok and m.us <= best * 1.01 for m in times)
+    n = len(times)
+    mean = sum(draws) / len(draws)
+    assert abs(mean - (n + 1) / (k + 1)) < 0.1 * (n + 1) / (k + 1)
+
+
+def test_neighbour_warm_starts_come_from_the_other_tables_of_the_shape():
+    paths = expand_table_paths([str(GRIDS)])
+    settings = load_settings("prior_gp", "none", [], neighbours="both")
+    runs = [Run(**r) for r in evaluate(paths, settings, repeats=1)["runs"]]
+    by_m = {r.M: r for r in runs}
+    assert by_m[16].sources[0] == "neighbour_M64"  # two octaves away, nearer than M=1
+    assert by_m[1].sources[0] == "neighbour_M16"
+    assert "neighbour_M256" in by_m[4096].sources
+
+
+def test_noise_is_judged_on_the_recorded_time_of_the_config_held_best():
+    settings = load_settings("tpe", "none", [], budget=16, noise_cv=0.05)
+    runs = [Run(**r) for r in evaluate([TABLE_M16], settings, repeats=2)["runs"]]
+    for run in runs:
+        assert len(run.trace) == 16  # with noise a run never stops at the optimum
+        assert all(us >= run.best_us for us in run.trace)
+
+
+def test_percentile_counts_a_miss_as_never():
+    assert percentile([1, 2, 3, None], 50) == 2.5
+    assert percentile([1, 2, None, None], 90) == math.inf
+    assert percentile([4], 90) == 4
+
+
+@pytest.mark.parametrize("args, words", [
+    (["/nonexistent/tables"], ["nothing found at /nonexistent/tables"]),
+    ([str(GRIDS), "--set", "sampler.nope=1"], ["sampler has no nope"]),
+    ([str(GRIDS), "--set", "prior_trials=1"], ["sampler.KEY=VALUE"]),
+    ([str(GRIDS), "--set", "sampler.prior_trials=many"], ["sampler.prior_trials=many"]),
+    ([str(GRIDS), "--sampler", "cmaes"], ["--sampler cmaes"]),
+    ([str(GRIDS), "--pruner", "median"], ["--pruner median"]),
+    ([str(GRIDS), "--repeats", "0"], ["--repeats"]),
+    ([str(GRIDS), "--neighbours", "left"], ["--neighbours left"]),
+    ([str(GRIDS), "--budget", "x"], ["--budget"]),
+    ([str(GRIDS), "--search-space", "huge"], ["--search-space huge"]),
+    ([], ["tables"]),
+])
+def test_bad_input_is_one_line_and_a_nonzero_exit(capsys, args, words):
+    with pytest.raises(SystemExit) as exc:
+        sys.exit(main(args))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("autotune.evaluate: error:")
+    for w in words:
+        assert w in err
+
+
+def test_a_table_that_is_not_a_grid_table_is_refused_in_one_line(tmp_path):
+    bad = tmp_path / "table.json"
+    bad.write_text('{"format": "something/else"}')
+    result = run_module(str(bad))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"autotune.evaluate: error: recorded table {bad} is not a moe-grid-table/1 file"]
+
+
+def test_settings_default_to_the_shipped_sampler_preset():
+    assert load_settings("prior_gp", "none", []).sampler == Settings().sampler
