@@ -85,7 +85,7 @@ class SamplerConfig:
 @dataclass
 class PrunerConfig:
     name: str = "none"  # none | screen (a cheap first look; skip the full timing if clearly slower)
-    margin: float = 0.15  # screen: prune when the first look is this much slower than the best
+    margin: float = 0.2  # screen: prune when the first look is this much slower than the best
 
 
 @dataclass

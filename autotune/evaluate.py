@@ -409,7 +409,8 @@ class _Parser(argparse.ArgumentParser):
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = _Parser(prog="python -m autotune.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("tables", nargs="+", help="moe-grid-table/1 files, globs or folders")
-    p.add_argument("--sampler", default="tpe", help="preset of conf/sampler (default: tpe)")
+    p.add_argument("--sampler", default=SamplerConfig.name,
+                   help=f"preset of conf/sampler (default: {SamplerConfig.name}, as a run)")
     p.add_argument("--pruner", default="none", help="preset of conf/pruner (default: none)")
     p.add_argument("--set", action="append", default=[], metavar="GROUP.KEY=VALUE",
                    help="override a sampler or pruner setting, e.g. sampler.prior_trials=0")

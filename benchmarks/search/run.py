@@ -5,7 +5,7 @@
 
 Every number comes from `autotune.evaluate.evaluate`: the real study code on the recorded tables.
 Writes benchmarks/search/results/<part>.json (settings, summaries, one compact row per run) and
-benchmarks/search/results/results.md (the tables the README quotes).
+benchmarks/search/results/<part>.md (the tables the README quotes).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def row(name: str, s: dict[str, Any], extra: str = "") -> str:
             f"{s['mean_regret_at_32'] * 100:.2f} | {s['mean_regret_at_64'] * 100:.2f} |{extra}")
 
 
-HEAD = ("| method | median to 1% | p90 to 1% | miss@64 | median to 2% | p90 to 2% | regret@16 % "
+HEAD = ("| method | median to 1% | p90 to 1% | miss | median to 2% | p90 to 2% | regret@16 % "
         "| @32 % | @64 % |")
 SEP = "|---|---|---|---|---|---|---|---|---|"
 
@@ -111,7 +111,8 @@ def main() -> None:
     ap.add_argument("--tables", nargs="+", default=["tests/data/grids"])
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--only", default="main,loto,neighbours,noise,pruning,stopping,optuna_gp")
+    ap.add_argument("--only",
+                    default="main,loto,priors,neighbours,noise,pruning,stopping,optuna_gp")
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     paths = expand_table_paths(args.tables)
@@ -121,6 +122,8 @@ def main() -> None:
 
     def save(part: str, data: Any) -> None:
         (OUT / f"{part}.json").write_text(json.dumps(_finite(data), indent=1) + "\n")
+        (OUT / f"{part}.md").write_text("\n".join(md) + "\n")
+        md.clear()
 
     def table(title: str, results: dict[str, dict], extra_head: str = "", extra=None) -> None:
         md.extend([f"### {title}", "", HEAD + extra_head, SEP + "---|" * extra_head.count("|")])
@@ -190,9 +193,66 @@ def main() -> None:
                 continue
             md.append(row(name, all_tables[name], f" {score(runs[name])[0]:.2f} |"))
         md.append("")
-        print("\n".join(md[-30:]), flush=True)
+        print("\n".join(md), flush=True)
         save("loto", {"grid": {k: list(v) for k, v in grid.items()}, "folds": folds,
                       "pooled": pooled, "all_tables": all_tables})
+
+    if "priors" in parts:
+        shipped = "autotune/vllm_configs/"
+        sources = {
+            "every shipped file but the table's own (the default)": [],
+            "other shapes only (no E=256,N=512 file of any GPU)": [
+                f'sampler.prior_files=["{shipped}E=128*","{shipped}E=64*",'
+                f'"{shipped}E=256,N=[123]*"]'],
+            "other GPUs only (H100 and RTX PRO 6000 files)": [
+                f'sampler.prior_files=["{shipped}*H100*","{shipped}*RTX*"]'],
+            "no prior (vLLM's default, then the sampler)": ["sampler.prior_trials=0",
+                                                            "sampler.prior_weight=0"],
+        }
+        results = {f"{preset}, {name}": run_method(paths, preset, o, args.repeats, args.workers)
+                   for preset in ("prior_gp", "tpe") for name, o in sources.items()}
+        table("Where the prior is learned from (prior_gp and tpe presets otherwise)", results)
+        save("priors", {k: compact(v) for k, v in results.items()})
+
+    if "prior_weights" in parts:
+        # How sensitive the prior's ranking is to its weights: the rank of the first config
+        # within 1% of each table's best (1 = the prior's favourite), vLLM's default not counted.
+        from dataclasses import replace
+
+        from autotune.evaluate import load_groups
+        from autotune.priors import PriorWeights, load_shipped_files, rank_configs
+        from autotune.space import SearchSpace
+
+        files = load_shipped_files(None)
+        base = PriorWeights()
+        variants = {"as shipped": base}
+        for key, values in (("step", (0.2, 0.5)), ("group_step", (0.5, 1.0)),
+                            ("m_octaves", (0.5, 2.0)), ("other_quant", (0.01, 0.3)),
+                            ("other_device", (0.2, 1.0))):
+            for v in values:
+                variants[f"{key}={v}"] = replace(base, **{key: v})
+        md.extend(["### Sensitivity of the prior ranking to its weights", "",
+                   "Rank of the first config within 1% of the table's best in the prior's "
+                   "ranking of the whole space (1 = its favourite; vLLM's default config is "
+                   "ranked like any other). Shipped weights: " + str(base), "",
+                   "| weights | " + " | ".join(f"M={M}" for g in load_groups(paths, "vllm", 0)
+                                                for M in sorted(g.tables)) + " |",
+                   "|---|" + "---|" * len(paths)])
+        rows = {}
+        for name, w in variants.items():
+            ranks = []
+            for g in load_groups(paths, "vllm", 0):
+                for M, t in sorted(g.tables.items()):
+                    best = t.best()[1]
+                    ranked = rank_configs(g.space, files, g.device_name, M, w)
+                    ranks.append(next(i for i, c in enumerate(ranked, 1)
+                                      if t.timings[SearchSpace.key(c)].ok
+                                      and t.timings[SearchSpace.key(c)].us <= best * 1.01))
+            rows[name] = ranks
+            md.append(f"| {name} | " + " | ".join(map(str, ranks)) + " |")
+        md.append("")
+        print("\n".join(md), flush=True)
+        save("prior_weights", rows)
 
     if "neighbours" in parts:
         results = {}
@@ -253,7 +313,6 @@ def main() -> None:
               lambda r: f" {r['seconds']} |")
         save("optuna_gp", {k: compact(v) for k, v in results.items()})
 
-    (OUT / "results.md").write_text("\n".join(md) + "\n")
 
 
 if __name__ == "__main__":
