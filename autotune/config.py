@@ -70,7 +70,7 @@ class SamplerConfig:
     group: bool = False
     constant_liar: bool = True
     n_ei_candidates: int = 24
-    # prior_gp (autotune/prior_gp.py): kernel correlation per ladder step, prior's weight on the mean
+    # prior_gp (autotune/prior_gp.py): kernel correlation per ladder step; the prior's weight
     step_correlation: float = 0.5
     group_correlation: float = 0.8
     prior_weight: float = 0.5

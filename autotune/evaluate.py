@@ -40,8 +40,13 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from autotune.bench.replay import GridTable, ReplayBenchmarker, expand_table_paths
-from autotune.config import PrunerConfig, SamplerConfig, SearchSpaceConfig, config_root
-from autotune.config import search_space_root
+from autotune.config import (
+    PrunerConfig,
+    SamplerConfig,
+    SearchSpaceConfig,
+    config_root,
+    search_space_root,
+)
 from autotune.errors import UserError
 from autotune.formats import device_token
 from autotune.priors import ShippedFile, bucket_prior, load_shipped_files
@@ -102,7 +107,7 @@ class Run:
         return self.trace[min(n, len(self.trace)) - 1] / self.best_us - 1
 
 
-# -- one repeat through the real study code ---------------------------------------------------------
+# -- one repeat through the real study code --------------------------------------------------------
 @dataclass
 class Group:
     """Tables of one GPU and shape, with their search space and benchmarker."""
@@ -211,7 +216,7 @@ def random_search(group: Group, M: int, repeats: int, seed: int) -> list[Optiona
     return out
 
 
-# -- statistics --------------------------------------------------------------------------------------
+# -- statistics ------------------------------------------------------------------------------------
 def percentile(values: Sequence[Optional[float]], q: float) -> float:
     """Linear-interpolated percentile; None (a miss) counts as infinitely many measurements."""
     xs = sorted(math.inf if v is None else float(v) for v in values)
@@ -240,7 +245,7 @@ def summarize(runs: Sequence[Run]) -> dict[str, Any]:
     return out
 
 
-# -- the whole evaluation ------------------------------------------------------------------------------
+# -- the whole evaluation --------------------------------------------------------------------------
 _WORKER: dict[str, Any] = {}
 
 
@@ -336,7 +341,7 @@ def _num(x: float) -> str:
     return f"{x:g}" if x == int(x) else f"{x:.1f}"
 
 
-# -- configuration ---------------------------------------------------------------------------------------
+# -- configuration ---------------------------------------------------------------------------------
 def _search_space_config(name: str) -> SearchSpaceConfig:
     path = search_space_root() / f"{name}.yaml"
     if not path.is_file():

@@ -84,7 +84,7 @@ class PriorGPSampler(optuna.samplers.BaseSampler):
                            param_distribution: BaseDistribution) -> Any:
         return self._random.sample_independent(study, trial, param_name, param_distribution)
 
-    # -- model ---------------------------------------------------------------------------------------
+    # -- model -------------------------------------------------------------------------------------
     def _observations(self, study: optuna.Study,
                       trial: FrozenTrial) -> tuple[set[int], list[int], list[float]]:
         """Rows already taken (measured, pending), and the measured ones' log times."""

@@ -155,17 +155,29 @@ def _entry_points(space: SearchSpace, files: Iterable[ShippedFile], device_name:
             base *= weights.other_device
         for key, entry in f.entries.items():
             octaves = abs(math.log2(key) - math.log2(M))
-            points.append(_fractional_index(space, _as_run(space, entry)))
+            points.append(_fractional_index(space, as_run(space, entry)))
             w.append(base * math.exp(-octaves / weights.m_octaves))
     return np.array(points, float), np.array(w, float)
 
 
-def _as_run(space: SearchSpace, entry: Config) -> Config:
+def as_run(space: SearchSpace, entry: Config) -> Config:
     """The config the target kernel would run: a BLOCK_SIZE_K above the block is the block."""
     block = space.context.shape.block_shape
     if block is None:
         return entry
     return {**entry, "BLOCK_SIZE_K": min(entry["BLOCK_SIZE_K"], block[1])}
+
+
+def nearest_config(space: SearchSpace, entry: Config) -> Config:
+    """The config of the space nearest to an entry of another file (fewest ladder steps away).
+
+    An entry tuned elsewhere may hold values off the ladders (BLOCK_SIZE_M 8) or that the space
+    excludes here (BLOCK_SIZE_N 256 with 128-wide quantization blocks).
+    """
+    configs = list(space.configs())
+    point = np.array(_fractional_index(space, as_run(space, entry)))
+    steps = np.abs(space_index(space, configs) - point).sum(axis=1)
+    return configs[int(np.argmin(steps))]
 
 
 def _fractional_index(space: SearchSpace, config: Config) -> list[float]:

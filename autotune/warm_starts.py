@@ -4,7 +4,8 @@ In this order, each config once:
 1. the best configs of the nearest already-tuned buckets of the same study set (below and above M):
    neighbouring batch sizes share their winners more often than not;
 2. vLLM's default config for the bucket (the baseline the tuned entry must beat);
-3. the entry nearest to M of a vLLM config file the user names (e.g. one for another GPU);
+3. the entry nearest to M of a vLLM config file the user names (e.g. one for another GPU), as the
+   nearest config of the space;
 4. the top of the prior ranking learned from vLLM's shipped files of other GPUs and shapes.
 Configs the space excludes are dropped; the study also skips ones it has already measured.
 """
@@ -12,12 +13,13 @@ Configs the space excludes are dropped; the study also skips ones it has already
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 from autotune.baselines import nearest_entry, vllm_default_config
 from autotune.config import SamplerConfig
 from autotune.errors import UserError
-from autotune.priors import ShippedFile, load_shipped_files, rank_configs
+from autotune.priors import ShippedFile, load_shipped_files, nearest_config, rank_configs
 from autotune.space import Config, SearchSpace
 from autotune.study import Record
 
@@ -49,7 +51,7 @@ def first_trials(space: SearchSpace, device_name: str, M: int, cfg: SamplerConfi
         add("vllm_default", vllm_default_config(M, shape.E, shape.dtype, shape.block_shape))
     if cfg.warm_start_file:
         user = ShippedFile.load(_existing(cfg.warm_start_file))
-        add("file", _as_run(space, nearest_entry(user.entries, M)))
+        add("file", nearest_config(space, nearest_entry(user.entries, M)))
     if cfg.prior_trials > 0:
         files = prior_files if prior_files is not None else load_shipped_files(cfg.prior_files)
         taken = 0
@@ -85,17 +87,7 @@ def _ranked(records: Sequence[Record]) -> list[Record]:
     return sorted((r for r in records if r.ok and not r.pruned), key=lambda r: r.us)
 
 
-def _as_run(space: SearchSpace, config: Config) -> Config:
-    """A shipped entry as the target kernel runs it (BLOCK_SIZE_K above the block is the block)."""
-    block = space.context.shape.block_shape
-    if block is None:
-        return config
-    return {**config, "BLOCK_SIZE_K": min(config["BLOCK_SIZE_K"], block[1])}
-
-
-def _existing(path: str):
-    from pathlib import Path
-
+def _existing(path: str) -> Path:
     p = Path(path).expanduser()
     if not p.is_file():
         raise UserError(f"sampler.warm_start_file={path} does not exist; name a vLLM config file")

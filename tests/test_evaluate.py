@@ -7,9 +7,17 @@ import sys
 
 import pytest
 
-from autotune.evaluate import (Run, Settings, evaluate, load_groups, load_settings, main,
-                               percentile, random_search)
 from autotune.bench.replay import expand_table_paths
+from autotune.evaluate import (
+    Run,
+    Settings,
+    evaluate,
+    load_groups,
+    load_settings,
+    main,
+    percentile,
+    random_search,
+)
 from tests.conftest import GRIDS
 
 TABLE_M16 = GRIDS / "NVIDIA_H200_E256_N512_K2048_fp8block_M16.json"

@@ -10,8 +10,8 @@ from autotune.baselines import vllm_default_config
 from autotune.bench.replay import ReplayBenchmarker
 from autotune.config import PrunerConfig, SamplerConfig, ShapeConfig
 from autotune.errors import UserError
-from autotune.priors import ShippedFile, bucket_prior, load_shipped_files, rank_configs
 from autotune.prior_gp import PriorGPSampler
+from autotune.priors import ShippedFile, bucket_prior, load_shipped_files, rank_configs
 from autotune.samplers import IncumbentPruner, make_pruner, make_sampler
 from autotune.shape import MoEShape
 from autotune.space import SearchSpace
@@ -256,3 +256,28 @@ def test_a_run_warm_starts_each_bucket_from_the_buckets_tuned_before_it_and_a_na
     assert sources[1][:2] == ["vllm_default", "file"]
     assert sources[16][:2] == ["neighbour_M1", "neighbour_M1"]
     assert "file" in sources[16] and "prior" in sources[16]
+
+
+def test_a_named_file_entry_off_the_space_becomes_the_nearest_config_the_space_allows():
+    settings = SamplerConfig(warm_start_default=False, prior_trials=0)
+    # H200 E=256,N=256 at M=1 is (8, 32, 128, 1, 4, 4): BLOCK_SIZE_M 8 is off the ladder.
+    settings.warm_start_file = str(VLLM_CONFIGS / "E=256,N=256,device_name=NVIDIA_H200,"
+                                                  "dtype=fp8_w8a8,block_shape=[128,128].json")
+    assert first_trials(SPACE, H200, 1, settings) == [("file", cfg(BLOCK_SIZE_N=32, num_stages=4))]
+    # H200 E=128,N=512 at M=16 is (16, 128, 256, 16, 4, 3): K=256 runs as the 128-wide block.
+    settings.warm_start_file = str(VLLM_CONFIGS / "E=128,N=512,device_name=NVIDIA_H200,"
+                                                  "dtype=fp8_w8a8,block_shape=[128,128].json")
+    assert first_trials(SPACE, H200, 16, settings) == [
+        ("file", cfg(BLOCK_SIZE_N=128, GROUP_SIZE_M=16))]
+
+
+def test_a_run_with_the_screen_pruner_prunes_on_the_replay_tables_first_look(tmp_path):
+    result = run_cli(*replay_args(tmp_path, "buckets=[16]", "trials=12", "pruner=screen",
+                                  "pruner.margin=0.1"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'studies.db'}")
+    (name,) = optuna.get_all_study_names(storage)
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned and all(t.user_attrs["measured"] for t in pruned)
+    assert "12 measured" in result.stdout

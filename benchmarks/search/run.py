@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import optuna
 
 from autotune.bench.replay import expand_table_paths
-from autotune.evaluate import Run, _finite, _num, evaluate, load_settings, percentile, summarize
+from autotune.evaluate import Run, _finite, _num, evaluate, load_settings, summarize
 
 OUT = Path(__file__).resolve().parent / "results"
 MISS_COST = 128  # a miss counts as this many measurements in the selection score (2 x budget)
