@@ -128,7 +128,8 @@ def pick_finalists(records: Iterable[Record], M: int, block_shape: Optional[tupl
     passed over because the kernel would rewrite or refuse them."""
     chosen: list[Record] = []
     skipped: list[dict] = []
-    for r in sorted((r for r in records if r.ok), key=lambda r: r.us):  # type: ignore[arg-type]
+    full = (r for r in records if r.candidate)  # pruned first looks are not finalists
+    for r in sorted(full, key=lambda r: r.us):  # type: ignore[arg-type]
         if len(chosen) == n:
             break
         findings = check_entry(str(M), _kernel_config(r.config), block_shape)
@@ -176,7 +177,7 @@ def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, bench: Opti
     if not check_entry(str(M), default, shape.block_shape):
         if not any(SearchSpace.key(_kernel_config(c["config"])) == SearchSpace.key(default)
                    for c in candidates):
-            study_default = next((r for r in records if r.ok and SearchSpace.key(
+            study_default = next((r for r in records if r.candidate and SearchSpace.key(
                 _kernel_config(r.config)) == SearchSpace.key(default)), None)
             candidates.append({"source": "vllm_default", "config": default,
                                "trial": study_default and study_default.number,

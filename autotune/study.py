@@ -171,7 +171,9 @@ class BucketTuner:
                 records.append(record)
                 new += 1
                 self.on_measured(record)
-            if self.patience and _since_improvement(records) >= self.patience:
+            # The exhaustive grid measures everything: patience would cut a recorded table short.
+            if (self.patience and not self.exhaustive
+                    and _since_improvement(records) >= self.patience):
                 stop = "patience"
                 break
             if self.stop_when is not None and self.stop_when(records):

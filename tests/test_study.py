@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 
 from autotune.baselines import vllm_default_config
 from autotune.bench.replay import ReplayBenchmarker
-from autotune.config import PrunerConfig, SamplerConfig, ShapeConfig
+from autotune.config import PrunerConfig, SamplerConfig, SearchSpaceConfig, ShapeConfig
 from autotune.errors import UserError
 from autotune.prior_gp import PriorGPSampler
 from autotune.priors import ShippedFile, bucket_prior, load_shipped_files, rank_configs
@@ -281,3 +281,12 @@ def test_a_run_with_the_screen_pruner_prunes_on_the_replay_tables_first_look(tmp
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert pruned and all(t.user_attrs["measured"] for t in pruned)
     assert "12 measured" in result.stdout
+
+
+def test_the_exhaustive_grid_ignores_patience(bench):
+    small = SearchSpace.from_config(SearchSpaceConfig(name="part", params={
+        "BLOCK_SIZE_M": [16, 32], "BLOCK_SIZE_N": [64, 128], "BLOCK_SIZE_K": [128],
+        "GROUP_SIZE_M": [1, 16], "num_warps": [4], "num_stages": [3, 4]}), SHAPE, 232448)
+    outcome = BucketTuner(study=new_study(), space=small, bench=bench, M=16, budget=small.size(),
+                          patience=2, exhaustive=True).run()
+    assert (outcome.stop_reason, len(outcome.records)) == ("budget", 16)
