@@ -62,7 +62,26 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     if path is not None:
         check_sqlite_file(path)
     try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+        storage = optuna.storages.RDBStorage(url, heartbeat_interval=None)
     except Exception as exc:  # sqlalchemy and schema-version errors: all mean "cannot use this"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"storage {url} cannot be opened: {reason}") from None
+    if path is not None:
+        _fast_commits(storage)
+    return storage
+
+
+def _fast_commits(storage: optuna.storages.RDBStorage) -> None:
+    """SQLite in WAL mode with synchronous=NORMAL: a trial makes about 15 commits, and a full sync
+    each (about 6 ms) cost as much as timing the config. WAL stays consistent when the process is
+    killed; only an OS crash or power loss can drop the last commits."""
+    from sqlalchemy import event
+
+    def pragmas(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    event.listen(storage.engine, "connect", pragmas)
+    storage.engine.dispose()  # connections made while opening reconnect with the pragmas
