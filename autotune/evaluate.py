@@ -182,7 +182,8 @@ def _run_table(group: Group, M: int, settings: Settings, seed: int,
                 and true_us(records) <= best_us)
 
     tuner = BucketTuner(study=study, space=group.space, bench=bench, M=M, budget=settings.budget,
-                        patience=settings.patience, stop_when=at_optimum)
+                        patience=settings.patience, stop_when=at_optimum,
+                        lookahead=settings.sampler.lookahead)
     warm = first_trials(group.space, group.device_name, M, settings.sampler, tuned, prior_files)
     outcome = tuner.run(warm_starts=warm)
     trace, gpu_ms, held = [], 0.0, None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Optional
 
@@ -117,7 +118,7 @@ class BucketTuner:
     M: int
     budget: int
     patience: Optional[int] = None
-    batch_size: int = 1
+    lookahead: int = 1  # proposals asked ahead of their measurement (compiled meanwhile)
     exhaustive: bool = False
     on_measured: Callable[[Record], None] = lambda r: None
     # An extra stopping rule over the records so far (the offline evaluation stops at the optimum).
@@ -129,62 +130,75 @@ class BucketTuner:
         recover_interrupted(self.study)
         records = read_records(self.study)
         self._seen = {SearchSpace.key(r.config): r for r in records}
-        self._enqueue(warm_starts)
+        queued = self._enqueue(warm_starts)
         if self.exhaustive:  # the whole order is known: compile all of it ahead, in that order
-            self.bench.prepare([c for c in self.space.configs()
-                                if SearchSpace.key(c) not in self._seen], self.M)
+            queued = [c for c in self.space.configs() if SearchSpace.key(c) not in self._seen]
+        self.bench.prepare(queued, self.M)  # known first trials compile in parallel at once
         new = excluded = duplicates = idle = 0
         stop = "budget"
-        while len(records) < self.budget:
-            if self._space_exhausted():
-                stop = "space exhausted"
-                break
-            if self.exhaustive:
-                self._enqueue_next_in_grid()
-            want = min(self.batch_size, self.budget - len(records))
-            batch = []
-            for _ in range(want):
-                trial = self.study.ask()
-                config = self.space.suggest(trial)
-                reason = self.space.violation(config)
-                if reason is not None:
-                    self._tell_excluded(trial, config, reason)
-                    excluded += 1
-                elif SearchSpace.key(config) in self._seen:
-                    self._tell_duplicate(trial, config)
-                    duplicates += 1
-                elif any(SearchSpace.key(c) == SearchSpace.key(config) for _, c in batch):
-                    self._tell_duplicate_in_batch(trial, config)
-                    duplicates += 1
-                else:
-                    batch.append((trial, config))
-            if not batch:
-                idle += 1
-                if idle >= 200:  # the sampler only proposes known or excluded configs
-                    stop = "no new proposals"
+        pending: deque[tuple[optuna.Trial, Config]] = deque()  # asked, compiling, not yet timed
+        try:
+            while len(records) < self.budget:
+                if self._space_exhausted() and not pending:
+                    stop = "space exhausted"
                     break
-                continue
-            idle = 0
-            self.bench.prepare([c for _, c in batch], self.M)
-            for trial, config in batch:
+                # Keep `lookahead` proposals in flight, so they compile while others are timed.
+                asked = []
+                for _ in range(2 * self.lookahead):
+                    if (len(pending) >= self.lookahead
+                            or len(records) + len(pending) >= self.budget
+                            or len(self._seen) + len(pending) >= self.space.size()):
+                        break
+                    if self.exhaustive:
+                        self._enqueue_next_in_grid(pending)
+                    trial = self.study.ask()
+                    config = self.space.suggest(trial)
+                    reason = self.space.violation(config)
+                    if reason is not None:
+                        self._tell_excluded(trial, config, reason)
+                        excluded += 1
+                    elif SearchSpace.key(config) in self._seen:
+                        self._tell_duplicate(trial, config)
+                        duplicates += 1
+                    elif any(SearchSpace.key(c) == SearchSpace.key(config) for _, c in pending):
+                        self._tell_duplicate_in_batch(trial, config)
+                        duplicates += 1
+                    else:
+                        pending.append((trial, config))
+                        asked.append(config)
+                if asked:
+                    self.bench.prepare(asked, self.M)
+                if not pending:
+                    idle += 1
+                    if idle >= 200:  # the sampler only proposes known or excluded configs
+                        stop = "no new proposals"
+                        break
+                    continue
+                idle = 0
+                trial, config = pending.popleft()
                 record = self._measure_and_tell(trial, config)
                 records.append(record)
                 new += 1
                 self.on_measured(record)
-            # The exhaustive grid measures everything: patience would cut a recorded table short.
-            if (self.patience and not self.exhaustive
-                    and _since_improvement(records) >= self.patience):
-                stop = "patience"
-                break
-            if self.stop_when is not None and self.stop_when(records):
-                stop = "stop rule"
-                break
+                # The exhaustive grid measures everything: patience would cut a recorded table short.
+                if (self.patience and not self.exhaustive
+                        and _since_improvement(records) >= self.patience):
+                    stop = "patience"
+                    break
+                if self.stop_when is not None and self.stop_when(records):
+                    stop = "stop rule"
+                    break
+        finally:
+            for trial, _ in pending:  # proposals never timed: failed, so they are asked again
+                self.study.tell(trial, state=TrialState.FAIL)
         return BucketOutcome(M=self.M, study_name=self.study.study_name, records=records,
                              new_measurements=new, excluded=excluded, duplicates=duplicates,
                              seconds=time.perf_counter() - start, stop_reason=stop)
 
     # -- proposals -------------------------------------------------------------------------------
-    def _enqueue(self, warm_starts: Iterable[tuple[str, Mapping[str, int]]]) -> None:
+    def _enqueue(self, warm_starts: Iterable[tuple[str, Mapping[str, int]]]) -> list[Config]:
+        """Queue the warm starts not measured or queued yet; return the configs queued."""
+        queued: list[Config] = []
         waiting = {SearchSpace.key(self.space.decode(t.params))
                    for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
                    if t.params}
@@ -196,12 +210,16 @@ class BucketTuner:
                 continue
             self.study.enqueue_trial(self.space.encode(config), user_attrs={"source": source})
             waiting.add(key)
+            queued.append(config)
+        return queued
 
-    def _enqueue_next_in_grid(self) -> None:
+    def _enqueue_next_in_grid(self, pending) -> None:
         if self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             return
+        in_flight = {SearchSpace.key(c) for _, c in pending}
         for config in self.space.configs():
-            if SearchSpace.key(config) not in self._seen:
+            key = SearchSpace.key(config)
+            if key not in self._seen and key not in in_flight:
                 self.study.enqueue_trial(self.space.encode(config), user_attrs={"source": "grid"})
                 return
 
@@ -227,7 +245,7 @@ class BucketTuner:
             self.study.tell(trial, known.us if known.ok else math.inf)
 
     def _tell_duplicate_in_batch(self, trial: optuna.Trial, config: Config) -> None:
-        # Its twin in this batch is not measured yet: nothing to copy, so it tells nothing.
+        # Its twin is in flight, not measured yet: nothing to copy, so it tells nothing.
         trial.set_user_attr("config", config)
         self.study.tell(trial, state=TrialState.FAIL)
 

@@ -58,6 +58,7 @@ def tune(plan: Plan, bench: Optional[Benchmarker] = None) -> TuneResult:
             _describe_study(study, plan, M)
             tuner = BucketTuner(study=study, space=plan.space, bench=bench, M=M, budget=budget,
                                 patience=plan.cfg.patience, exhaustive=exhaustive,
+                                lookahead=plan.cfg.sampler.lookahead,
                                 on_measured=lambda r: _progress(bar, r))
             done_before = sum(1 for t in study.get_trials(deepcopy=False)
                               if t.user_attrs.get("measured"))

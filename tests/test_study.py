@@ -290,3 +290,37 @@ def test_the_exhaustive_grid_ignores_patience(bench):
     outcome = BucketTuner(study=new_study(), space=small, bench=bench, M=16, budget=small.size(),
                           patience=2, exhaustive=True).run()
     assert (outcome.stop_reason, len(outcome.records)) == ("budget", 16)
+
+
+# -- lookahead -----------------------------------------------------------------------------------
+class Recording:
+    """The replay benchmarker, noting what it was asked to compile ahead and to measure."""
+
+    def __init__(self, inner):
+        self.inner, self.prepared, self.measured = inner, [], []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def prepare(self, configs, M):
+        self.prepared.extend(SearchSpace.key(c) for c in configs)
+
+    def measure(self, config, M):
+        self.measured.append(SearchSpace.key(config))
+        return self.inner.measure(config, M)
+
+
+@pytest.mark.parametrize("lookahead", [1, 4])
+def test_lookahead_prepares_before_measuring_and_leaves_nothing_running(bench, lookahead):
+    recording = Recording(bench)
+    study = new_study(make_sampler(SamplerConfig(name="prior_gp"), seed=1, space=SPACE,
+                                   prior=bucket_prior(SPACE, H200, 16)))
+    warm = [("vllm_default", vllm_default_config(16, 256, "fp8_w8a8", (128, 128)))]
+    outcome = BucketTuner(study=study, space=SPACE, bench=recording, M=16, budget=12,
+                          lookahead=lookahead).run(warm)
+    assert len(outcome.records) == 12 == len(set(recording.measured))
+    # Every measured config was handed to the compiler before it was measured.
+    for i, key in enumerate(recording.measured):
+        assert key in recording.prepared[: recording.prepared.index(key) + 1]
+        assert recording.prepared.index(key) <= i + lookahead
+    assert not study.get_trials(states=(TrialState.RUNNING,))

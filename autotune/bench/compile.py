@@ -12,6 +12,7 @@ A compile error here is counted, not final: the measuring worker decides whether
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -26,6 +27,7 @@ _spec: Optional[TimerSpec] = None
 
 def _init_worker(spec: TimerSpec) -> None:
     global _compiler, _spec
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the tuner's to handle
     from autotune.kernel import MoECompiler
 
     _spec = spec

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -126,6 +127,8 @@ class MeasuringWorker:
 
 def _serve(conn, factory: TimerFactory, spec: Any) -> None:
     """Child side: build the timer, then answer requests until told to exit."""
+    # Ctrl-C reaches the whole process group: the parent decides, the child finishes its answer.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         timer = factory(spec)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which decides
