@@ -7,7 +7,10 @@ Mistakes a user can fix end in one line on stderr and exit code 2.
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import sys
+from typing import Optional
 
 import hydra
 from hydra.errors import HydraException
@@ -19,6 +22,8 @@ from autotune.errors import UserError
 
 register_configs()
 
+EXIT_INTERRUPTED = 130
+
 
 @hydra.main(config_path=str(config_root()), config_name="config", version_base="1.3")
 def main(dict_cfg: DictConfig) -> None:
@@ -28,10 +33,15 @@ def main(dict_cfg: DictConfig) -> None:
     except UserError as exc:
         print(f"autotune: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # a second Ctrl-C while the first was being handled
+        print(f"autotune: interrupted; finished trials are stored: {resume_hint()}",
+              file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def run(cfg: Config) -> None:
     from autotune.plan import build_plan
+    from autotune.storage import storage_errors
 
     plan = build_plan(cfg, probe_gpu=not cfg.dry_run)
     if cfg.dry_run:
@@ -39,7 +49,9 @@ def run(cfg: Config) -> None:
         return
     from autotune.tune import tune
 
-    result = tune(plan)
+    # Ctrl-C and SIGTERM (Slurm, `kill`) stop the run at a safe point: see tune.graceful_stop.
+    with storage_errors(plan.storage):
+        result = tune(plan)
     for o in result.outcomes:
         best = o.best
         line = (f"{best.us:9.2f} us  {best.config}" if best else "no feasible config")
@@ -50,14 +62,24 @@ def run(cfg: Config) -> None:
               f"{stats['compile_wait_seconds']:.1f} s waiting for compiles "
               f"(GPU idle {100 * stats['idle_share']:.0f}%), {stats['compiled']} compiles, "
               f"{stats['worker_restarts']} worker restarts")
-    for path in result.files:
-        print(f"wrote {path}")
+    for written in result.written:
+        print(written.describe())
     if result.report_dir:
         print(f"report {result.report_dir}/report.md")
+    for problem in result.problems:
+        print(f"autotune: {problem}", file=sys.stderr)
     if result.interrupted:
-        print("interrupted: finished trials are stored; rerun the same command to resume",
+        print(f"autotune: interrupted; finished trials are stored: {resume_hint()}",
               file=sys.stderr)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
+    if not result.complete:
+        print(f"autotune: the buckets are not all finished: {resume_hint()}", file=sys.stderr)
+        sys.exit(1)
+
+
+def resume_hint() -> str:
+    args = " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return f"rerun the same command to resume (python -m autotune {args})"
 
 
 def one_line(exc: BaseException) -> str:
@@ -65,10 +87,37 @@ def one_line(exc: BaseException) -> str:
     lines = str(exc).split("Config search path:")[0].splitlines()
     text = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("\t")]
     head = text[0].rstrip(".") if text else type(exc).__name__
-    if exc.__cause__ is not None and str(exc.__cause__).strip():
+    if head.endswith(":") and len(text) > 1:
+        # "In 'shape/mine': ValidationError raised while composing config:" + what and where
+        key = next((t.split(":", 1)[1].strip() for t in text if t.startswith("full_key:")), "")
+        head = f"{head[:-1]}: {text[1].rstrip('.')}" + (f" (key {key})" if key else "")
+    elif exc.__cause__ is not None and str(exc.__cause__).strip():
         head += f" ({str(exc.__cause__).strip().splitlines()[0]})"
     options = [ln.strip() for ln in lines if ln.startswith("\t")]
     return head + (f"; options: {', '.join(options)}" if options else "")
+
+
+GROUPS = ("shape", "device", "search_space", "sampler", "pruner", "benchmark")
+
+
+def composition_error(exc: BaseException, args: list[str]) -> Optional[str]:
+    """One line for an error composing the config from `args`; None if it is not one (a bug)."""
+    if isinstance(exc, (HydraException, OmegaConfBaseException)):
+        return one_line(exc)
+    if isinstance(exc, (ValueError, TypeError)) and _raised_in_hydra(exc):
+        # e.g. `search_space=0`, `benchmark=[0]`: Hydra fails on a group given a non-name
+        bad = [a for a in args if "=" in a and a.split("=", 1)[0].lstrip("+~") in GROUPS
+               and not re.fullmatch(r"[A-Za-z_][\w.\-/]*", a.split("=", 1)[1])]
+        return (f"{str(exc).rstrip('.') or type(exc).__name__}"
+                + (f" ({', '.join(bad)}): a config group takes a preset name" if bad else ""))
+    return None
+
+
+def _raised_in_hydra(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}hydra{os.sep}" in tb.tb_frame.f_code.co_filename
 
 
 def cli() -> None:
@@ -76,9 +125,15 @@ def cli() -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
         main()
-    except (HydraException, OmegaConfBaseException) as exc:
-        print(f"autotune: error: {one_line(exc)}", file=sys.stderr)
+    except (HydraException, OmegaConfBaseException, ValueError, TypeError) as exc:
+        line = composition_error(exc, sys.argv[1:])
+        if line is None:
+            raise
+        print(f"autotune: error: {line}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # before the run started: nothing to save
+        print("autotune: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,9 @@ class Config:
     trials: int = 32
     patience: Optional[int] = 16
     buckets: Optional[List[int]] = None  # null: the benchmark's default (vLLM's 18 batch sizes)
-    storage: Optional[str] = None  # Optuna storage URL; null: sqlite file under outputs/
+    # sqlite:///f.db, journal:f.journal or postgresql://...; null: sqlite file under outputs/
+    storage: Optional[str] = None
+    workers: int = 1  # measuring processes sharing the studies (GPU runs: one per GPU)
     output_dir: str = "outputs/configs"
     table_dir: str = "outputs/tables"  # sampler=grid records a moe-grid-table/1 file per bucket
     finalists: int = 3  # best trials of a bucket re-timed with vLLM's default before one is written

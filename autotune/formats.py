@@ -1,4 +1,4 @@
-"""vLLM and SGLang config files: names, JSON layout, atomic writing, and validation.
+"""vLLM and SGLang config files: names, JSON layout, safe writing, and validation.
 
 The rules are vLLM's (see the project's docs): a file that breaks one is silently ignored by
 vLLM, which then falls back to its default config.
@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 from autotune.space import KERNEL_PARAMS, Config
 
@@ -89,6 +91,68 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# The time of a config at a batch size, where known (e.g. from the studies); None: not measured.
+Timing = Callable[[int, Mapping[str, int]], Optional[float]]
+
+
+@dataclass
+class Written:
+    path: Path
+    kept: Optional[Path] = None  # the previous file, kept beside the new one
+    reasons: tuple[str, ...] = ()  # why the previous file was kept
+
+    def describe(self) -> str:
+        if self.kept is None:
+            return f"wrote {self.path}"
+        return (f"wrote {self.path}; kept the previous file as {self.kept.name} because "
+                + "; ".join(self.reasons))
+
+
+def write_config_file(path: Path, entries: Mapping[int, Mapping[str, int]],
+                      triton_version: Optional[str], timing: Optional[Timing] = None) -> Written:
+    """Write the file atomically; if it replaces one that was better in any way (more buckets, a
+    faster entry by `timing`, or a file we cannot read), keep that one beside it and say why."""
+    path = Path(path)
+    text = render(entries, triton_version)
+    reasons = _previous_was_better(path, text, entries, timing)
+    kept = None
+    if reasons:
+        kept = _free_name(path.with_name(f"{path.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}"))
+        shutil.copy2(path, kept)
+    write_atomic(path, text)
+    return Written(path, kept, tuple(reasons))
+
+
+def _previous_was_better(path: Path, text: str, entries: Mapping[int, Mapping[str, int]],
+                         timing: Optional[Timing]) -> list[str]:
+    if not path.exists():
+        return []
+    try:
+        if path.read_text() == text:
+            return []
+        old = read_entries(path)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return ["it is not a readable config file"]
+    reasons = []
+    missing = sorted(set(old) - set(entries))
+    if missing:
+        reasons.append(f"it has buckets {missing} that this run has no result for")
+    for m in sorted(set(old) & set(entries)):
+        if timing is None or dict(old[m]) == {k: int(entries[m][k]) for k in KERNEL_PARAMS}:
+            continue
+        t_old, t_new = timing(m, old[m]), timing(m, entries[m])
+        if t_old is not None and t_new is not None and t_new > t_old:
+            reasons.append(f"its M={m} entry was faster ({t_old:.2f} us vs {t_new:.2f} us)")
+    return reasons
+
+
+def _free_name(path: Path) -> Path:
+    candidate, n = path, 1
+    while candidate.exists():
+        candidate, n = path.with_name(f"{path.name}.{n}"), n + 1
+    return candidate
 
 
 def read_entries(path: Path) -> dict[int, Config]:

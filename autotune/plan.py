@@ -66,7 +66,8 @@ class Plan:
             f"sampler    {c.sampler.name}; {c.trials} measurements per bucket"
             + (f", patience {c.patience}" if c.patience else ""),
             f"buckets    {' '.join(map(str, self.buckets))}",
-            f"storage    {self.storage}",
+            f"storage    {self.storage}"
+            + (f" (shared by {c.workers} workers)" if c.workers > 1 else ""),
             f"studies    {self.study_name(self.buckets[0])}"
             + (f"  ... M={self.buckets[-1]} ({len(self.buckets)} studies)" if len(self.buckets) > 1
                else ""),
@@ -97,6 +98,7 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     _check_choice("benchmark.routing", cfg.benchmark.routing, ("uniform", "skewed"))
     _check_choice("benchmark.swap_ab", cfg.benchmark.swap_ab, ("auto", "on", "off"))
     _check_positive("trials", cfg.trials)
+    _check_positive("workers", cfg.workers)
     if cfg.patience is not None:
         _check_positive("patience", cfg.patience)
     _check_positive("finalists", cfg.finalists)

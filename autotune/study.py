@@ -1,7 +1,11 @@
 """One bucket's study: ask configs, measure them, tell the results, until the budget is spent.
 
 - Resume: finished trials of the stored study count toward the budget; trials left RUNNING by a
-  killed run are marked failed (their configs may be proposed again).
+  run that is gone are marked failed (their configs may be proposed again).
+- Sharing: several runs (worker processes, cluster jobs) may work on one study at once. Each
+  reads the study before every proposal; the trials others are measuring count toward the
+  budget, and a config another run is measuring is not measured again. A run that finds the rest
+  of the budget claimed stops with SHARED and may come back later.
 - Warm starts are enqueued as the first trials (vLLM's default config, neighbours' winners).
 - A config the search space excludes is told as infeasible without being measured; a config
   already measured is answered from the study. Neither counts as a measurement.
@@ -13,6 +17,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import deque
@@ -20,14 +25,23 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Optional
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.bench.protocol import Benchmarker, Measurement, Screening
 from autotune.samplers import FEASIBILITY
 from autotune.space import Config, SearchSpace
+from autotune.storage import Heartbeat, fail_dead_trials, stamp
+
+log = logging.getLogger(__name__)
 
 # A gain smaller than this does not reset the patience count.
 MIN_IMPROVEMENT = 0.005
+
+# The stop reason of a run that left the rest of a bucket's budget to other runs measuring it.
+SHARED = "shared"
+# States of a measured trial: a full measurement, or a first look the pruner stopped.
+MEASURED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 @dataclass
@@ -86,17 +100,19 @@ def open_study(storage, name: str, sampler, pruner) -> optuna.Study:
                                direction="minimize", load_if_exists=True)
 
 
-def recover_interrupted(study: optuna.Study) -> int:
-    """Mark trials a killed run left RUNNING as failed; return how many."""
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for t in stale:
-        study.tell(t.number, state=TrialState.FAIL)
-    return len(stale)
+def recover_interrupted(study: optuna.Study,
+                        running: Optional[list[FrozenTrial]] = None) -> int:
+    """Fail the trials that runs which are gone left RUNNING; return how many.
+
+    Only dead runs' trials: another live run may share the study (see storage.is_dead).
+    running: the study's RUNNING trials, if the caller has just read them.
+    """
+    return fail_dead_trials(study, running)
 
 
 def read_records(study: optuna.Study) -> list[Record]:
     """Every measurement of the study (full, or a pruned first look), in trial order."""
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    trials = study.get_trials(deepcopy=False, states=MEASURED)
     return [_record(t) for t in trials if t.user_attrs.get("measured")]
 
 
@@ -121,79 +137,167 @@ class BucketTuner:
     lookahead: int = 1  # proposals asked ahead of their measurement (compiled meanwhile)
     exhaustive: bool = False
     on_measured: Callable[[Record], None] = lambda r: None
+    should_stop: Callable[[], bool] = lambda: False  # a stop was asked for (Ctrl-C, SIGTERM)
     # An extra stopping rule over the records so far (the offline evaluation stops at the optimum).
     stop_when: Optional[Callable[[list[Record]], bool]] = None
     _seen: dict[tuple, Record] = field(default_factory=dict, init=False)
+    _room: int = field(default=0, init=False)
 
     def run(self, warm_starts: Iterable[tuple[str, Mapping[str, int]]] = ()) -> BucketOutcome:
         start = time.perf_counter()
-        recover_interrupted(self.study)
-        records = read_records(self.study)
-        self._seen = {SearchSpace.key(r.config): r for r in records}
+        self._look()
         queued = self._enqueue(warm_starts)
         if self.exhaustive:  # the whole order is known: compile all of it ahead, in that order
             queued = [c for c in self.space.configs() if SearchSpace.key(c) not in self._seen]
         self.bench.prepare(queued, self.M)  # known first trials compile in parallel at once
         new = excluded = duplicates = idle = 0
-        stop = "budget"
         pending: deque[tuple[optuna.Trial, Config]] = deque()  # asked, compiling, not yet timed
         try:
-            while len(records) < self.budget:
-                if self._space_exhausted() and not pending:
-                    stop = "space exhausted"
+            while True:
+                self._stop_if_asked()
+                stop = self._look()
+                # Stop, unless this run's own proposals in flight are what fill the budget.
+                if stop is not None and not (pending and stop in (SHARED, "space exhausted")):
                     break
                 # Keep `lookahead` proposals in flight, so they compile while others are timed.
                 asked = []
                 for _ in range(2 * self.lookahead):
-                    if (len(pending) >= self.lookahead
-                            or len(records) + len(pending) >= self.budget
+                    if (len(pending) >= self.lookahead or self._room <= 0
                             or len(self._seen) + len(pending) >= self.space.size()):
                         break
                     if self.exhaustive:
                         self._enqueue_next_in_grid(pending)
-                    trial = self.study.ask()
-                    config = self.space.suggest(trial)
-                    reason = self.space.violation(config)
-                    if reason is not None:
-                        self._tell_excluded(trial, config, reason)
-                        excluded += 1
-                    elif SearchSpace.key(config) in self._seen:
-                        self._tell_duplicate(trial, config)
-                        duplicates += 1
-                    elif any(SearchSpace.key(c) == SearchSpace.key(config) for _, c in pending):
-                        self._tell_duplicate_in_batch(trial, config)
-                        duplicates += 1
-                    else:
-                        pending.append((trial, config))
-                        asked.append(config)
+                    trial = self._ask()
+                    if trial is None:
+                        continue
+                    self._room -= 1
+                    try:
+                        config = self.space.suggest(trial)
+                        reason = self.space.violation(config)
+                        if reason is not None:
+                            self._tell_excluded(trial, config, reason)
+                            excluded += 1
+                        elif SearchSpace.key(config) in self._seen:
+                            self._tell_duplicate(trial, config)
+                            duplicates += 1
+                        elif any(SearchSpace.key(c) == SearchSpace.key(config)
+                                 for _, c in pending):
+                            self._tell_duplicate_in_batch(trial, config)
+                            duplicates += 1
+                        elif not self._still_ours(trial, config):
+                            duplicates += 1
+                        else:
+                            pending.append((trial, config))
+                            asked.append(config)
+                    except (UpdateFinishedTrialError, ValueError) as exc:
+                        # Another run failed it as ownerless: with the storage busy, a trial's
+                        # start time can be seconds older than its first visible write. Nothing
+                        # was measured; propose again.
+                        if isinstance(exc, ValueError) and "Cannot tell" not in str(exc):
+                            raise
+                        log.info("trial %d was failed by another run before it was measured",
+                                 trial.number)
                 if asked:
                     self.bench.prepare(asked, self.M)
                 if not pending:
+                    if stop is not None:
+                        break
                     idle += 1
                     if idle >= 200:  # the sampler only proposes known or excluded configs
                         stop = "no new proposals"
                         break
                     continue
                 idle = 0
+                self._stop_if_asked()
                 trial, config = pending.popleft()
                 record = self._measure_and_tell(trial, config)
-                records.append(record)
-                new += 1
-                self.on_measured(record)
-                # The exhaustive grid measures everything: patience would cut a recorded table short.
-                if (self.patience and not self.exhaustive
-                        and _since_improvement(records) >= self.patience):
-                    stop = "patience"
-                    break
-                if self.stop_when is not None and self.stop_when(records):
-                    stop = "stop rule"
-                    break
+                if record is not None:
+                    new += 1
+                    self.on_measured(record)
         finally:
             for trial, _ in pending:  # proposals never timed: failed, so they are asked again
-                self.study.tell(trial, state=TrialState.FAIL)
-        return BucketOutcome(M=self.M, study_name=self.study.study_name, records=records,
-                             new_measurements=new, excluded=excluded, duplicates=duplicates,
+                self._abandon(trial, None, "abandoned", "not timed")
+        return BucketOutcome(M=self.M, study_name=self.study.study_name,
+                             records=read_records(self.study), new_measurements=new,
+                             excluded=excluded, duplicates=duplicates,
                              seconds=time.perf_counter() - start, stop_reason=stop)
+
+    def _stop_if_asked(self) -> None:
+        """Stop between trials when asked (proposals in flight are failed on the way out)."""
+        if self.should_stop():
+            raise KeyboardInterrupt
+
+    # -- the shared study ------------------------------------------------------------------------
+    def _look(self) -> Optional[str]:
+        """Read the study (other runs write to it too): why to stop, or None and the room left."""
+        trials = self.study.get_trials(deepcopy=False)
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        if running and recover_interrupted(self.study, running):
+            trials = self.study.get_trials(deepcopy=False)
+            running = [t for t in trials if t.state == TrialState.RUNNING]
+        records = [_record(t) for t in trials
+                   if t.state in MEASURED and t.user_attrs.get("measured")]
+        self._seen = {SearchSpace.key(r.config): r for r in records}
+        self._room = self.budget - len(records) - len(running)
+        if len(records) >= self.budget:
+            return "budget"
+        # The exhaustive grid measures everything: patience would cut a recorded table short.
+        if (self.patience and not self.exhaustive
+                and _since_improvement(records) >= self.patience):
+            return "patience"
+        if self.stop_when is not None and self.stop_when(records):
+            return "stop rule"
+        if self._space_exhausted():
+            return "space exhausted"
+        return SHARED if self._room <= 0 else None
+
+    def _ask(self) -> Optional[optuna.Trial]:
+        """A new trial stamped as this run's (None if another run failed it before we could)."""
+        trial = self.study.ask()
+        try:
+            stamp(trial)
+        except UpdateFinishedTrialError:
+            return None  # we were so slow that another run took it for a dead run's
+        return trial
+
+    def _still_ours(self, trial: optuna.Trial, config: Config) -> bool:
+        """Whether to measure this trial, given what other runs sharing the study are doing.
+
+        It gives way (told failed, unmeasured) when the trials ahead of it already fill the
+        budget (two runs asked for the last slot at once), and is answered from the study when
+        another run has measured or is measuring the same config: both trials wrote their
+        parameters before looking, so at least one of the two sees the other.
+        """
+        trials = self.study.get_trials(deepcopy=False)
+        done = sum(1 for t in trials if t.state in MEASURED and t.user_attrs.get("measured"))
+        ahead = sum(1 for t in trials if t.number < trial.number
+                    and t.state in (TrialState.RUNNING, TrialState.WAITING))
+        if done + ahead >= self.budget:
+            self._abandon(trial, config, "gave_way", "the budget is held by other trials")
+            return False
+        key = SearchSpace.key(config)
+        for t in trials:
+            if (t.number == trial.number or len(t.params) != len(self.space.params)
+                    or SearchSpace.key(self.space.decode(t.params)) != key):
+                continue
+            if t.state == TrialState.RUNNING:
+                self._abandon(trial, config, "duplicate_of_running", t.number)
+                return False
+            if t.state in MEASURED and t.user_attrs.get("measured"):
+                self._seen[key] = _record(t)
+                self._tell_duplicate(trial, config)
+                return False
+        return True
+
+    def _abandon(self, trial: optuna.Trial, config: Optional[Config], why: str,
+                 value: object) -> None:
+        try:
+            if config is not None:
+                trial.set_user_attr("config", config)
+            trial.set_user_attr(why, value)
+            self.study.tell(trial, state=TrialState.FAIL)
+        except (UpdateFinishedTrialError, ValueError):
+            pass  # already failed by another run
 
     # -- proposals -------------------------------------------------------------------------------
     def _enqueue(self, warm_starts: Iterable[tuple[str, Mapping[str, int]]]) -> list[Config]:
@@ -216,7 +320,11 @@ class BucketTuner:
     def _enqueue_next_in_grid(self, pending) -> None:
         if self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             return
+        # Configs in flight here or measured by another run right now are not queued again.
         in_flight = {SearchSpace.key(c) for _, c in pending}
+        in_flight |= {SearchSpace.key(self.space.decode(t.params))
+                      for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                      if len(t.params) == len(self.space.params)}
         for config in self.space.configs():
             key = SearchSpace.key(config)
             if key not in self._seen and key not in in_flight:
@@ -249,23 +357,30 @@ class BucketTuner:
         trial.set_user_attr("config", config)
         self.study.tell(trial, state=TrialState.FAIL)
 
-    def _measure_and_tell(self, trial: optuna.Trial, config: Config) -> Record:
+    def _measure_and_tell(self, trial: optuna.Trial, config: Config) -> Optional[Record]:
+        """Measure and tell; None when another run failed the trial meanwhile (it is dropped)."""
         pruned = False
         try:
-            m = self._first_look(trial, config)
-            if m is not None and m.ok and trial.should_prune():
-                pruned = True
-            elif m is None or m.ok:  # a failed look is the result: the config does not run
-                m = self.bench.measure(config, self.M)
+            with Heartbeat(trial):
+                m = self._first_look(trial, config)
+                if m is not None and m.ok and trial.should_prune():
+                    pruned = True
+                elif m is None or m.ok:  # a failed look is the result: the config does not run
+                    m = self.bench.measure(config, self.M)
         except BaseException:
             # Ctrl-C or a bug: the trial is abandoned, not left RUNNING.
-            self.study.tell(trial, state=TrialState.FAIL)
+            self._abandon(trial, None, "abandoned", "interrupted")
             raise
-        _set_measurement_attrs(trial, config, m)
-        if pruned:
-            self.study.tell(trial, state=TrialState.PRUNED)
-        else:
-            self.study.tell(trial, m.us if m.ok else math.inf)
+        try:
+            _set_measurement_attrs(trial, config, m)
+            if pruned:
+                self.study.tell(trial, state=TrialState.PRUNED)
+            else:
+                self.study.tell(trial, m.us if m.ok else math.inf)
+        except (UpdateFinishedTrialError, ValueError) as exc:
+            log.warning("trial %d of %s was failed by another run while measured (%s); its "
+                        "measurement is dropped", trial.number, self.study.study_name, exc)
+            return None
         record = Record(number=trial.number, config=config, us=m.us if m.ok else None,
                         spread=m.spread, infeasible=m.infeasible,
                         source=trial.user_attrs.get("source", "sampler"), pruned=pruned)

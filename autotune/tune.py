@@ -1,30 +1,42 @@
-"""A whole run: one study per bucket, then the config file from everything the studies hold."""
+"""A whole run: one study per bucket, then the config file from everything the studies hold.
+
+The file is always made from the storage, not from what this run measured: after Ctrl-C, a kill
+or a run shared with other workers, it holds every bucket whose entry is settled.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import optuna
+from optuna.trial import TrialState
 from tqdm import tqdm
 
 from autotune.bench import Benchmarker, open_benchmarker
 from autotune.consolidate import consolidate, existing_studies
 from autotune.errors import UserError
-from autotune.formats import config_file_name, render, sglang_subdir, write_atomic
+from autotune.formats import Written, config_file_name, sglang_subdir, write_config_file
 from autotune.plan import Plan
 from autotune.priors import bucket_prior
 from autotune.samplers import make_pruner, make_sampler
-from autotune.storage import open_storage
-from autotune.study import BucketOutcome, BucketTuner, Record, open_study, read_records
+from autotune.space import SearchSpace
+from autotune.storage import is_mine, open_storage
+from autotune.study import SHARED, BucketOutcome, BucketTuner, Record, open_study, read_records
 from autotune.tables import write_grid_table
 from autotune.warm_starts import first_trials
 
 log = logging.getLogger(__name__)
+
+# How long a run that left buckets to other runs waits before looking at them again.
+POLL_S = 1.0
 
 
 @dataclass
@@ -34,46 +46,42 @@ class TuneResult:
     entries: dict[int, dict[str, int]] = field(default_factory=dict)  # what the file holds
     output_path: Optional[Path] = None  # the vLLM file (None: no bucket has an entry)
     files: list[Path] = field(default_factory=list)  # the vLLM file and its copies
+    written: list[Written] = field(default_factory=list)  # the same, with any file kept beside
     report_dir: Optional[Path] = None
     interrupted: bool = False
     bench_stats: dict = field(default_factory=dict)  # measuring/compile/idle time, restarts
+    problems: list[str] = field(default_factory=list)  # workers that failed, said on stderr
+    complete: bool = True  # every bucket finished (False: rerun to resume)
 
 
 def tune(plan: Plan, bench: Optional[Benchmarker] = None) -> TuneResult:
     """Tune every bucket of the plan and write the config file; resumable at any point."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if plan.cfg.workers > 1 and bench is None:
+        from autotune.workers import run_workers
+
+        return run_workers(plan)
     storage = open_storage(plan.storage)
     owns_bench = bench is None
     bench = bench or open_benchmarker(plan)
     result = TuneResult(plan)
-    exhaustive = plan.cfg.sampler.name == "grid"
-    budget = plan.space.size() if exhaustive else plan.cfg.trials
+    budget = bucket_budget(plan)
     bar = tqdm(total=budget * len(plan.buckets), unit="trial", file=sys.stderr,
                disable=not plan.cfg.progress, dynamic_ncols=True)
+    studies: dict[int, optuna.Study] = {}
+    outcomes: dict[int, BucketOutcome] = {}
     try:
-        for M in plan.buckets:
-            bar.set_description(f"M={M}")
-            study = open_study(storage, plan.study_name(M), _sampler(plan, M),
-                               make_pruner(plan.cfg.pruner))
-            _describe_study(study, plan, M)
-            tuner = BucketTuner(study=study, space=plan.space, bench=bench, M=M, budget=budget,
-                                patience=plan.cfg.patience, exhaustive=exhaustive,
-                                lookahead=plan.cfg.sampler.lookahead,
-                                on_measured=lambda r: _progress(bar, r))
-            done_before = sum(1 for t in study.get_trials(deepcopy=False)
-                              if t.user_attrs.get("measured"))
-            bar.update(min(done_before, budget))
-            outcome = tuner.run(warm_starts=_warm_starts(plan, M, storage))
-            bar.update(budget - min(len(outcome.records), budget))
-            result.outcomes.append(outcome)
-            _log_outcome(outcome)
-            if exhaustive:
-                environment = getattr(bench, "environment", {}) or {}
-                write_grid_table(plan, outcome, environment, Path(plan.cfg.table_dir))
-        bar.close()
-        result.entries = _consolidate(plan, storage, bench)
+        with graceful_stop():
+            work(plan, storage, bench, studies=studies, outcomes=outcomes,
+                 on_measured=lambda r: _progress(bar, r),
+                 on_bucket=lambda: _recount(bar, plan, studies, budget))
+            bar.close()
+            result.entries = consolidate_plan(plan, storage, bench)
+            check_stop()
     except KeyboardInterrupt:
         result.interrupted = True
+        result.complete = False
+        abandon_mine(studies.values())
     finally:
         bar.close()
         if hasattr(bench, "stats"):
@@ -82,42 +90,205 @@ def tune(plan: Plan, bench: Optional[Benchmarker] = None) -> TuneResult:
         if owns_bench:
             bench.close()
     if result.interrupted:  # keep the entries already re-timed and verified; measure nothing more
-        result.entries = _consolidate(plan, storage, None)
-    result.files = write_config_files(plan, result.entries)
-    result.output_path = result.files[0] if result.files else None
-    result.report_dir = _write_report(plan, storage)
+        result.entries = consolidate_plan(plan, storage, None)
+    with _uninterrupted():  # a Ctrl-C now would only lose the file: finish writing it
+        finish(result, storage, outcomes)
     return result
 
 
-def _consolidate(plan: Plan, storage, bench: Optional[Benchmarker]) -> dict[int, dict[str, int]]:
-    names = {M: plan.study_name(M) for M in plan.buckets}
+def finish(result: TuneResult, storage: optuna.storages.BaseStorage,
+           this_run: Optional[dict[int, BucketOutcome]] = None) -> None:
+    """Outcomes from the storage, the files from the entries, the report."""
+    plan = result.plan
+    result.outcomes = read_outcomes(plan, storage, this_run)
+    result.written = write_config_files(plan, result.entries, result.outcomes)
+    result.files = [w.path for w in result.written]
+    result.output_path = result.files[0] if result.files else None
+    result.report_dir = _write_report(plan, storage)
+
+
+def bucket_budget(plan: Plan) -> int:
+    return plan.space.size() if plan.cfg.sampler.name == "grid" else plan.cfg.trials
+
+
+def work(plan: Plan, storage: optuna.storages.BaseStorage, bench: Benchmarker, *,
+         first: int = 0, studies: Optional[dict[int, optuna.Study]] = None,
+         outcomes: Optional[dict[int, BucketOutcome]] = None,
+         on_measured: Callable[[Record], None] = lambda r: None,
+         on_bucket: Callable[[], None] = lambda: None) -> dict[int, BucketOutcome]:
+    """Work through the buckets, starting at index `first`, until every one is finished, and
+    settle each bucket's entry as it finishes.
+
+    A bucket whose remaining budget other runs are measuring is left and looked at again later,
+    so runs sharing the storage (workers, cluster jobs) finish together and take over the work
+    of a run that dies.
+    """
+    studies = {} if studies is None else studies
+    outcomes = {} if outcomes is None else outcomes
+    pending = plan.buckets[first:] + plan.buckets[:first]
+    exhaustive = plan.cfg.sampler.name == "grid"
+    while pending:
+        progressed = False
+        for M in list(pending):
+            check_stop()
+            if M not in studies:
+                studies[M] = open_study(storage, plan.study_name(M), _sampler(plan, M),
+                                        make_pruner(plan.cfg.pruner))
+                _describe_study(studies[M], plan, M)
+            tuner = BucketTuner(study=studies[M], space=plan.space, bench=bench, M=M,
+                                budget=bucket_budget(plan), patience=plan.cfg.patience,
+                                exhaustive=exhaustive, lookahead=plan.cfg.sampler.lookahead,
+                                on_measured=on_measured, should_stop=stop_requested)
+            outcome = tuner.run(warm_starts=_warm_starts(plan, M, storage))
+            outcomes[M] = _merge(outcomes.get(M), outcome)
+            on_bucket()
+            if outcome.stop_reason != SHARED:
+                pending.remove(M)
+                progressed = True
+                _log_outcome(outcome)
+                if exhaustive:
+                    environment = getattr(bench, "environment", {}) or {}
+                    write_grid_table(plan, outcome, environment, Path(plan.cfg.table_dir))
+                # Settle the bucket's entry now (re-timed finalists, stored in its study): a
+                # Ctrl-C or kill later keeps it, and workers settle the buckets they finish.
+                check_stop()
+                consolidate_plan(plan, storage, bench, buckets=[M])
+            progressed = progressed or outcome.new_measurements > 0
+        if pending and not progressed:
+            STOP.wait(POLL_S)
+    return outcomes
+
+
+def abandon_mine(studies) -> None:
+    """Fail this process's trials still RUNNING (Ctrl-C landed outside a measurement)."""
+    with _uninterrupted():
+        _abandon_mine(studies)
+
+
+@contextlib.contextmanager
+def _uninterrupted():
+    """Ctrl-C ignored for a short step that must not be cut (clean-up, writing the files)."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals go elsewhere anyway
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# Set by the first Ctrl-C or SIGTERM: the run stops at the next safe point (see graceful_stop).
+STOP = threading.Event()
+
+
+@contextlib.contextmanager
+def graceful_stop(quiet: bool = False):
+    """The first Ctrl-C (or SIGTERM, as Slurm and `kill` send) lets the trial in flight finish and
+    stops at the next safe point; a second Ctrl-C stops at once (the trial in flight is failed).
+
+    A KeyboardInterrupt raised at an arbitrary point can land in a garbage-collector callback,
+    where Python swallows it; checking a flag at safe points cannot be lost.
+    """
+    def first(signum, frame):
+        if not STOP.is_set() and not quiet:
+            print("autotune: stopping after the trial in flight (Ctrl-C again to stop now)",
+                  file=sys.stderr, flush=True)
+        STOP.set()
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    STOP.clear()
+    try:
+        previous = {s: signal.signal(s, first) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def stop_requested() -> bool:
+    return STOP.is_set()
+
+
+def check_stop() -> None:
+    """At a safe point: leave through the interrupted path if a stop was asked for."""
+    if STOP.is_set():
+        raise KeyboardInterrupt
+
+
+def _abandon_mine(studies) -> None:
+    try:
+        for study in studies:
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if is_mine(t.user_attrs.get("worker")):
+                    study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+    except Exception as exc:  # the next run fails them as dead anyway
+        log.warning("could not mark the trial in flight failed (%s); the next run will", exc)
+
+
+def read_outcomes(plan: Plan, storage: optuna.storages.BaseStorage,
+                  this_run: Optional[dict[int, BucketOutcome]] = None) -> list[BucketOutcome]:
+    """Every bucket's measurements as the storage holds them (this run's counts where known)."""
+    this_run = this_run or {}
+    names = {s.study_name for s in storage.get_all_studies()}
+    out = []
+    for M in plan.buckets:
+        name = plan.study_name(M)
+        if name not in names:
+            continue
+        study = optuna.load_study(study_name=name, storage=storage,
+                                  sampler=optuna.samplers.RandomSampler())
+        mine = this_run.get(M)
+        out.append(BucketOutcome(
+            M=M, study_name=name, records=read_records(study),
+            new_measurements=mine.new_measurements if mine else 0,
+            excluded=mine.excluded if mine else 0, duplicates=mine.duplicates if mine else 0,
+            seconds=mine.seconds if mine else 0.0,
+            stop_reason=mine.stop_reason if mine else "not run"))
+    return out
+
+
+def consolidate_plan(plan: Plan, storage, bench: Optional[Benchmarker],
+                     buckets: Optional[list[int]] = None) -> dict[int, dict[str, int]]:
+    """Re-time finalists and pick each bucket's entry (bench=None: only stored results)."""
+    names = {M: plan.study_name(M) for M in (buckets or plan.buckets)}
     return consolidate(storage, names, plan.shape, bench, finalists=plan.cfg.finalists,
                        rounds=plan.cfg.retime_rounds, comparison=plan.comparison)
 
 
-def write_config_files(plan: Plan, entries: dict[int, dict[str, int]]) -> list[Path]:
-    """The vLLM file; on request its SGLang-named copy and a copy in install_dir."""
+def write_config_files(plan: Plan, entries: dict[int, dict[str, int]],
+                       outcomes: list[BucketOutcome]) -> list[Written]:
+    """The vLLM file; on request its SGLang-named copy and a copy in install_dir. None of them
+    silently replaces a better file (formats.write_config_file keeps it beside)."""
     if not entries:
         return []
     version = _triton_version(plan)
-    text = render(entries, version)
-    write_atomic(plan.output_path, text)
-    files = [plan.output_path]
+    times = {(o.M, SearchSpace.key(r.config)): r.us for o in outcomes for r in o.records if r.ok}
+    timing = lambda M, c: times.get((M, SearchSpace.key(c)))  # noqa: E731
+    written = [write_config_file(plan.output_path, entries, version, timing)]
     if plan.cfg.sglang:
         s = plan.shape
         name = config_file_name(s.E, s.N, plan.device.name, s.dtype, s.block_shape, "sglang")
         path = plan.output_path.parent / sglang_subdir(version) / name
-        write_atomic(path, render(entries, None))  # SGLang reads every key as a batch size
-        files.append(path)
+        # SGLang reads every key as a batch size: no triton_version
+        written.append(write_config_file(path, entries, None, timing))
     if plan.cfg.install_dir:
         path = Path(plan.cfg.install_dir).expanduser() / plan.output_path.name
         try:
-            write_atomic(path, text)
+            written.append(write_config_file(path, entries, version, timing))
         except OSError as exc:
             raise UserError(f"install_dir={plan.cfg.install_dir}: cannot write there "
                             f"({exc.strerror}); the file is at {plan.output_path}") from None
-        files.append(path)
-    return files
+    for w in written:
+        if w.kept is not None:
+            log.warning(w.describe())
+    return written
 
 
 def _write_report(plan: Plan, storage) -> Optional[Path]:
@@ -129,6 +300,16 @@ def _write_report(plan: Plan, storage) -> Optional[Path]:
     write_report(collect(storage, list(names.values()), storage_url=plan.storage),
                  plan.report_dir)
     return plan.report_dir
+
+
+def _merge(before: Optional[BucketOutcome], now: BucketOutcome) -> BucketOutcome:
+    if before is None:
+        return now
+    now.new_measurements += before.new_measurements
+    now.excluded += before.excluded
+    now.duplicates += before.duplicates
+    now.seconds += before.seconds
+    return now
 
 
 def _triton_version(plan: Plan) -> str:
@@ -177,6 +358,14 @@ def _progress(bar: tqdm, record: Record) -> None:
     bar.update(1)
     if record.ok:
         bar.set_postfix_str(f"last {record.us:.1f} us", refresh=False)
+
+
+def _recount(bar: tqdm, plan: Plan, studies: dict[int, optuna.Study], budget: int) -> None:
+    """Set the bar from the storage: other runs may have measured too."""
+    if bar.disable:
+        return
+    done = sum(min(budget, len(read_records(s))) for s in studies.values())
+    bar.update(done - bar.n)
 
 
 def _log_outcome(o: BucketOutcome) -> None:

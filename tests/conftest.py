@@ -53,3 +53,98 @@ def replay_cli(tmp_path):
     def run(*extra: str, **kw):
         return run_cli(*replay_args(tmp_path, *extra), cwd=tmp_path, **kw)
     return run
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server: $AUTOTUNE_TEST_POSTGRES (.ci/run starts one), or one started
+    here from Debian's package. CI must have it; elsewhere the tests skip without it."""
+    url = os.environ.get("AUTOTUNE_TEST_POSTGRES")
+    if url:
+        yield url
+        return
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0 and not shutil.which("initdb"):
+        if os.environ.get("CI"):
+            pytest.fail("CI needs PostgreSQL: .ci/run sets AUTOTUNE_TEST_POSTGRES")
+        pytest.skip("no PostgreSQL server (set AUTOTUNE_TEST_POSTGRES or install postgresql)")
+    folder = Path(tempfile.mkdtemp(prefix="autotune-pg-"))
+    folder.chmod(0o755)  # the server runs as the postgres user
+    url = subprocess.run(["bash", str(ROOT / ".ci" / "start-postgres"), str(folder / "pg"),
+                          str(_free_port())], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    yield url
+    pg_ctl = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    cmd = [str(pg_ctl[-1] if pg_ctl else "pg_ctl"), "-D", str(folder / "pg" / "data"), "-m",
+           "immediate", "stop"]
+    subprocess.run((["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []) + cmd,
+                   capture_output=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh, empty database on the test server (dropped afterwards)."""
+    import uuid
+
+    import psycopg
+
+    name = f"autotune_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {name}")
+    yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(postgres_server, autocommit=True) as con:
+        con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def optuna_storage(url: str):
+    """The storage read with Optuna alone (not through autotune's code under test)."""
+    import optuna
+
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(url[len("journal:"):]))
+    from autotune.storage import with_installed_driver
+
+    return optuna.storages.RDBStorage(with_installed_driver(url))
+
+
+def trials_by_study(url: str) -> dict:
+    """{study name: every FrozenTrial}, straight from the storage."""
+    storage = optuna_storage(url)
+    out = {}
+    for s in storage.get_all_studies():
+        out[s.study_name] = storage.get_all_trials(s._study_id, deepcopy=False)
+    return out
+
+
+def measured_trials(url: str) -> dict:
+    """{study name: {trial number: (config json, us)}} of the measured (finished) trials."""
+    import json
+
+    from optuna.trial import TrialState
+
+    return {name: {t.number: (json.dumps(t.user_attrs["config"], sort_keys=True),
+                              t.user_attrs.get("us"))
+                   for t in trials
+                   if t.state == TrialState.COMPLETE and t.user_attrs.get("measured")}
+            for name, trials in trials_by_study(url).items()}
+
+
+def storage_args(tmp_path: Path, storage: str, *extra: str) -> list[str]:
+    """replay_args with another storage= URL, and no patience: every study spends its budget."""
+    return [a for a in replay_args(tmp_path) if not a.startswith("storage=")] + [
+        f"storage={storage}", "patience=null", *extra]

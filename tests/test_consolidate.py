@@ -111,7 +111,9 @@ def test_entries_are_the_fastest_retimed_finalist_or_vllms_default(tmp_path):
     assert result.files == [tmp_path / "configs" / FILE] and check_file(result.files[0]) == []
     assert read_entries(result.files[0]) == result.entries
     shipped = read_entries(VLLM_CONFIGS / FILE)
-    retimed = bench.measured[5 * 6:]  # after the studies' 6 measurements per bucket
+    # Each bucket is settled as it finishes: its re-timing follows its 6 study measurements.
+    retimed = [(M, k) for M in studies(plan)
+               for k in [k for m, k in bench.measured if m == M][6:]]
     for M, study in studies(plan).items():
         cons = study.user_attrs[CONSOLIDATION]
         times = table(M)
@@ -166,16 +168,18 @@ def test_a_rerun_times_nothing_again(tmp_path):
 def test_interrupted_consolidation_keeps_the_finished_buckets_and_resumes(tmp_path):
     args = ("trials=4", "retime_rounds=2", "buckets=[1,16,64,256]")
     plan = plan_for(tmp_path, *args)
-    # Ctrl-C at the first re-timing of M=64, after the studies' 4 x 4 measurements.
-    bench = Recording(plan.replay, interrupt=lambda M, done: M == 64 and done >= 16)
+    # Ctrl-C at the first re-timing of M=64, after its study's 4 measurements (each bucket is
+    # settled as it finishes, so M=1 and M=16 are, and M=256 is not tuned yet).
+    bench = Recording(plan.replay, interrupt=lambda M, done: M == 64 and sum(
+        m == 64 for m, _ in bench.measured) >= 4)
     interrupted = tune(plan, bench=bench)
     assert interrupted.interrupted
     done = sorted(interrupted.entries)
     assert done == [1, 16]  # re-timed and checked before Ctrl-C; the others are left out
     assert sorted(read_entries(plan.output_path)) == done
     report = json.loads((plan.report_dir / "report.json").read_text())
-    assert [b["status"] for b in report["buckets"]] == ["written", "written"] + [
-        "not re-timed (not written)"] * 2
+    assert [b["status"] for b in report["buckets"]] == ["written", "written",
+                                                        "not re-timed (not written)", "not tuned"]
     bench = Recording(plan.replay)
     result = tune(plan_for(tmp_path, *args), bench=bench)
     assert sorted(result.entries) == [1, 16, 64, 256]
