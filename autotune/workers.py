@@ -39,8 +39,16 @@ STOP_WAIT_S = 300  # after Ctrl-C, how long workers get to finish their trials b
 
 
 def run_workers(plan: Plan):
-    from autotune.tune import (STOP, TuneResult, _uninterrupted, bucket_budget, consolidate_plan,
-                               finish, graceful_stop, read_outcomes)
+    from autotune.tune import (
+        STOP,
+        TuneResult,
+        _uninterrupted,
+        bucket_budget,
+        consolidate_plan,
+        finish,
+        graceful_stop,
+        read_outcomes,
+    )
 
     n = plan.cfg.workers
     check_parallel_safe(plan.storage, n)

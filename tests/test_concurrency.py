@@ -12,10 +12,8 @@ import pytest
 from optuna.trial import TrialState
 
 from autotune.formats import check_file, read_entries
-from autotune.storage import (OWNERLESS_GRACE_S, STALE_S, fail_dead_trials, is_dead,
-                              open_storage, owner_stamp)
-from tests.conftest import (GRIDS, measured_trials, optuna_storage, storage_args,
-                            trials_by_study)
+from autotune.storage import OWNERLESS_GRACE_S, STALE_S, fail_dead_trials, is_dead, open_storage, owner_stamp
+from tests.conftest import GRIDS, measured_trials, optuna_storage, storage_args, trials_by_study
 
 FILE = "E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
 
@@ -92,7 +90,7 @@ def assert_file_holds_the_best_of_the_storage(tmp_path, url):
 def test_three_runs_started_together_share_the_studies(tmp_path, storage_url):
     procs = [start(tmp_path, storage_url, "trials=30", "buckets=[1,16,64]") for _ in range(3)]
     results = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, results):
+    for p, (_out, err) in zip(procs, results):
         assert p.returncode == 0, err
         assert "Traceback" not in err and "locked" not in err, err
     assert_complete_and_unrepeated(storage_url, 30, 3)

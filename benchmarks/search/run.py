@@ -78,7 +78,7 @@ SEP = "|---|---|---|---|---|---|---|---|---|"
 
 def per_table_lines(result: dict[str, Any]) -> list[str]:
     cells = []
-    for name, t in result["per_table"].items():
+    for t in result["per_table"].values():
         cells.append(f"M={t['M']}: {_num(t['median_evals_to_1pct'])} / "
                      f"{_num(t['p90_evals_to_1pct'])} / {t['miss_rate_1pct']:.2f}")
     return cells
