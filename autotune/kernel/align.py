@@ -190,6 +190,14 @@ def _align_launch_sizes(num_pairs: int, num_experts: int) -> dict[str, int]:
     return dict(E_POW2=e_pow2, SUB=sub, C_POW2=c_pow2, steps=steps, num_chunks=num_chunks)
 
 
+def check_align_args(topk_ids: torch.Tensor, block_size_m: int) -> None:
+    """The argument checks every alignment implementation shares."""
+    if topk_ids.dim() != 2:
+        raise ValueError(f"topk_ids must be [M, topk], got shape {tuple(topk_ids.shape)}")
+    if block_size_m < 1:
+        raise ValueError(f"block_size_m must be positive, got {block_size_m}")
+
+
 def moe_align(
     topk_ids: torch.Tensor,
     block_size_m: int,
@@ -209,10 +217,7 @@ def moe_align(
         expert_map: optional int32 [num_experts]: local expert index, or -1 for an expert that is
             not on this GPU. Blocks of such experts get expert id -1.
     """
-    if topk_ids.dim() != 2:
-        raise ValueError(f"topk_ids must be [M, topk], got shape {tuple(topk_ids.shape)}")
-    if block_size_m < 1:
-        raise ValueError(f"block_size_m must be positive, got {block_size_m}")
+    check_align_args(topk_ids, block_size_m)
     device = topk_ids.device
     flat = topk_ids.reshape(-1)
     num_pairs = flat.numel()

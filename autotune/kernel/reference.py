@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .align import AlignedRouting, aligned_buffer_length
+from .align import AlignedRouting, aligned_buffer_length, check_align_args
 from .inputs import ExpertWeights, MoEInputs
 from .quant import FP8_DTYPE, FP8_EPS, FP8_MAX
 
@@ -115,17 +115,9 @@ def reference_align(
     """:func:`~.align.moe_align` in vectorized torch ops (a stable sort): what the kernel must equal.
 
     On a GPU this is about a dozen small kernels, a radix sort among them (the Triton version is
-    two launches). Args as :func:`~.align.moe_align`:
-        topk_ids: int [M, topk], global expert ids in ``[0, num_experts)``.
-        block_size_m: the kernel's BLOCK_SIZE_M.
-        num_experts: global number of experts (the id range of ``topk_ids``).
-        expert_map: optional int32 [num_experts]: local expert index, or -1 for an expert that is
-            not on this GPU. Blocks of such experts get expert id -1.
+    two launches). Arguments as :func:`~.align.moe_align`.
     """
-    if topk_ids.dim() != 2:
-        raise ValueError(f"topk_ids must be [M, topk], got shape {tuple(topk_ids.shape)}")
-    if block_size_m < 1:
-        raise ValueError(f"block_size_m must be positive, got {block_size_m}")
+    check_align_args(topk_ids, block_size_m)
     device = topk_ids.device
     flat = topk_ids.reshape(-1).to(torch.int64)
     num_pairs = flat.numel()
