@@ -38,7 +38,7 @@ from autotune.formats import (
 )
 from autotune.shape import MoEShape
 from autotune.space import KERNEL_PARAMS, Config, SearchSpace
-from autotune.study import BucketOutcome, Record, read_records
+from autotune.study import Record, read_records
 
 log = logging.getLogger(__name__)
 
@@ -298,12 +298,3 @@ def _log_bucket(result: dict) -> None:
     vs = f"; vLLM default {d['us']:.2f} us" if d["us"] is not None else ""
     log.info("M=%d: entry %.2f us (%s, re-timed)%s", result["M"], e["us"], e["source"], vs)
 
-
-def best_entries(outcomes: Iterable[BucketOutcome]) -> dict[int, Config]:
-    """The first pass's fastest config per bucket (before re-timing and the correctness check)."""
-    entries: dict[int, Config] = {}
-    for outcome in outcomes:
-        best = outcome.best
-        if best is not None:
-            entries[outcome.M] = dict(best.config)
-    return entries

@@ -13,7 +13,6 @@ from autotune.config import ShapeConfig
 from autotune.errors import UserError
 
 DTYPES = ("bf16", "fp16", "fp8_w8a8", "int8_w8a16")
-QUANTIZED = ("fp8_w8a8", "int8_w8a16")
 
 
 @dataclass(frozen=True)
@@ -27,10 +26,6 @@ class MoEShape:
     model: str = ""
     tp: int = 1
     ep: int = 1
-
-    @property
-    def block_quantized(self) -> bool:
-        return self.block_shape is not None
 
     def describe(self) -> str:
         block = f" block=[{self.block_shape[0]},{self.block_shape[1]}]" if self.block_shape else ""

@@ -105,7 +105,8 @@ def _check_writable(path: Path) -> None:
         raise UserError(f"storage {where} is read-only; nothing was changed: pass a writable "
                         f"storage= (or copy the file somewhere writable)")
     try:
-        free = os.statvfs(path.parent).f_bavail * os.statvfs(path.parent).f_frsize
+        stat = os.statvfs(path.parent)
+        free = stat.f_bavail * stat.f_frsize
     except OSError:
         return
     if free < MIN_FREE_BYTES:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
-import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -28,7 +27,6 @@ TimerFactory = Callable[[Any], Any]
 class WorkerStats:
     restarts: int = 0
     faults: list[str] = field(default_factory=list)  # reasons the child was replaced
-    busy_seconds: float = 0.0  # time the child spent answering requests
 
 
 class WorkerDied(Exception):
@@ -57,7 +55,6 @@ class MeasuringWorker:
         """
         self._ensure_started()
         wait = timeout_s or self.timeout_s
-        start = time.perf_counter()
         try:
             self._conn.send((op, args))
             if not self._conn.poll(wait):
@@ -66,8 +63,6 @@ class MeasuringWorker:
         except (EOFError, OSError):
             self._proc.join(timeout=5)  # let the exit code arrive
             raise self._replace(f"worker process died (exit code {self._proc.exitcode})") from None
-        finally:
-            self.stats.busy_seconds += time.perf_counter() - start
         if status == "ok":
             return payload
         if status == "fatal":  # the CUDA context is poisoned: the child exits after answering
