@@ -106,6 +106,8 @@ class BenchmarkConfig:
     seed: int = 0
     swap_ab: str = "auto"  # auto: as vLLM runs each config on this GPU (swapped on Hopper) | on | off
     compile_workers: int = -1  # processes compiling ahead; -1: all CPU cores but two
+    # Configs the prior ranks first, compiled in the pool's spare time (prior_gp; 0: off).
+    speculate: int = 128
     measure_timeout_s: float = 120.0  # a measurement that takes longer is a hung kernel
 
 

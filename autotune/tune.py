@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 from tqdm import tqdm
 
 from autotune.bench import Benchmarker, open_benchmarker
+from autotune.bench.protocol import Speculating
 from autotune.consolidate import consolidate, existing_studies
 from autotune.errors import UserError
 from autotune.formats import Written, config_file_name, sglang_subdir, write_config_file
@@ -131,10 +133,12 @@ def work(plan: Plan, storage: optuna.storages.BaseStorage, bench: Benchmarker, *
         progressed = False
         for M in list(pending):
             check_stop()
+            prior = _prior(plan, M)
             if M not in studies:
-                studies[M] = open_study(storage, plan.study_name(M), _sampler(plan, M),
+                studies[M] = open_study(storage, plan.study_name(M), _sampler(plan, prior),
                                         make_pruner(plan.cfg.pruner))
                 _describe_study(studies[M], plan, M)
+            _speculate(plan, bench, M, prior)
             tuner = BucketTuner(study=studies[M], space=plan.space, bench=bench, M=M,
                                 budget=bucket_budget(plan), patience=plan.cfg.patience,
                                 exhaustive=exhaustive, lookahead=plan.cfg.sampler.lookahead,
@@ -320,11 +324,23 @@ def _triton_version(plan: Plan) -> str:
     return triton.__version__
 
 
-def _sampler(plan: Plan, M: int) -> optuna.samplers.BaseSampler:
-    prior = None
-    if plan.cfg.sampler.name == "prior_gp":
-        prior = bucket_prior(plan.space, plan.device.name, M, plan.cfg.sampler.prior_files)
+def _prior(plan: Plan, M: int) -> Optional[np.ndarray]:
+    if plan.cfg.sampler.name != "prior_gp":
+        return None
+    return bucket_prior(plan.space, plan.device.name, M, plan.cfg.sampler.prior_files)
+
+
+def _sampler(plan: Plan, prior: Optional[np.ndarray]) -> optuna.samplers.BaseSampler:
     return make_sampler(plan.cfg.sampler, space=plan.space, prior=prior)
+
+
+def _speculate(plan: Plan, bench: Benchmarker, M: int, prior: Optional[np.ndarray]) -> None:
+    """Compile the configs the prior ranks first while the GPU times others."""
+    count = plan.cfg.benchmark.speculate
+    if prior is None or count <= 0 or not isinstance(bench, Speculating):
+        return
+    configs = list(plan.space.configs())
+    bench.speculate([configs[i] for i in np.argsort(-prior, kind="stable")[:count]], M)
 
 
 def _warm_starts(plan: Plan, M: int, storage: optuna.storages.BaseStorage):

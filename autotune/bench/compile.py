@@ -6,6 +6,11 @@ parallel while the measuring worker times others, and Triton's on-disk cache let
 worker load the binaries instead of compiling. Compiling does not launch anything: the GPU stays
 free for the measurements.
 
+Besides the configs asked for next, the pool takes a ranked list of configs that may be asked for
+later (`speculate`) and compiles them with its spare workers, a few workers kept free so a config
+asked for now never queues behind them. The GEMM kernels do not depend on the batch size except
+through vLLM's small-M shortcut, so a binary compiled for one bucket serves the others.
+
 A compile error here is counted, not final: the measuring worker decides whether a config runs.
 """
 
@@ -14,12 +19,16 @@ from __future__ import annotations
 import multiprocessing as mp
 import signal
 import time
+from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Mapping, Optional
 
 from autotune.bench.timing import TimerSpec, runtime_config
 from autotune.space import SearchSpace
+
+# Workers kept free of speculative compiles, for the configs the study asks for now.
+RESERVED_WORKERS = 2
 
 _compiler = None  # per worker process: the buffers that give the kernel its argument types
 _spec: Optional[TimerSpec] = None
@@ -54,6 +63,8 @@ class CompilePool:
         self._pool: Optional[ProcessPoolExecutor] = None
         self._futures: dict[tuple, Future] = {}
         self._counted: set[tuple] = set()
+        self._later: deque[tuple[dict, int]] = deque()  # speculative, best first
+        self._speculating: list[Future] = []
         self.compile_seconds = 0.0  # CPU time of compiles, summed over workers
         self.compiled = 0
 
@@ -61,17 +72,23 @@ class CompilePool:
         if self.workers <= 0:
             return
         for config in configs:
-            key = SearchSpace.key(config)
-            if key not in self._futures:
-                self._futures[key] = self._executor().submit(_compile, dict(config), M)
+            self._submit(config, M)
+        self._speculate_more()
+
+    def speculate(self, configs: Iterable[Mapping[str, int]], M: int) -> None:
+        """Compile these (ranked, likeliest first) with spare workers; replaces the last list."""
+        if self.workers <= 0:
+            return
+        self._later = deque((dict(c), M) for c in configs
+                            if self._key(c, M) not in self._futures)
+        self._speculate_more()
 
     def wait(self, config: Mapping[str, int], M: int) -> tuple[float, Optional[str]]:
         """Block until the config is compiled: (seconds waited, compile error or None)."""
         if self.workers <= 0:
             return 0.0, None
-        key = SearchSpace.key(config)
-        if key not in self._futures:
-            self.submit([config], M)
+        key = self._key(config, M)
+        self._submit(config, M)
         start = time.perf_counter()
         try:
             seconds, error = self._futures[key].result()
@@ -80,13 +97,37 @@ class CompilePool:
             # compile this config itself if it can.
             self._pool = None
             self._futures.clear()
+            self._speculating.clear()
             return time.perf_counter() - start, None
         waited = time.perf_counter() - start
         if key not in self._counted:
             self._counted.add(key)
             self.compile_seconds += seconds
             self.compiled += 1
+        self._speculate_more()
         return waited, error
+
+    def _key(self, config: Mapping[str, int], M: int) -> tuple:
+        """Configs compile to the same kernels at every M but across vLLM's small-M shortcut."""
+        from autotune.kernel.align import use_naive_assignment
+
+        return SearchSpace.key(config), use_naive_assignment(M * self.spec.topk, self.spec.E, None)
+
+    def _submit(self, config: Mapping[str, int], M: int) -> None:
+        key = self._key(config, M)
+        if key not in self._futures:
+            self._futures[key] = self._executor().submit(_compile, dict(config), M)
+
+    def _speculate_more(self) -> None:
+        """Keep the spare workers busy with the speculative list."""
+        self._speculating = [f for f in self._speculating if not f.done()]
+        spare = self.workers - RESERVED_WORKERS
+        while self._later and len(self._speculating) < spare:
+            config, M = self._later.popleft()
+            key = self._key(config, M)
+            if key not in self._futures:
+                self._submit(config, M)
+                self._speculating.append(self._futures[key])
 
     def close(self) -> None:
         if self._pool is not None:

@@ -60,6 +60,10 @@ class WorkerBenchmarker:
         if self.compiler is not None:
             self.compiler.submit(configs, M)
 
+    def speculate(self, configs: Iterable[Mapping[str, int]], M: int) -> None:
+        if self.compiler is not None:
+            self.compiler.speculate(configs, M)
+
     def measure(self, config: Mapping[str, int], M: int) -> Measurement:
         config = dict(config)
         if self.compiler is not None:

@@ -73,3 +73,15 @@ class Screening(Protocol):
 
     def screen(self, config: Mapping[str, int], M: int) -> Measurement:
         ...
+
+
+@runtime_checkable
+class Speculating(Protocol):
+    """Optional: a benchmarker that can compile, in spare time, configs that may be asked later.
+
+    The study knows its likely next configs only as a ranking (the prior of `prior_gp`); compiling
+    the top of it while the GPU times others turns most later compile waits into cache hits.
+    """
+
+    def speculate(self, configs: Iterable[Mapping[str, int]], M: int) -> None:
+        ...
