@@ -178,20 +178,23 @@ def main() -> None:
         save()
 
     if "fault" not in args.skip:
-        fault = {"BLOCK_SIZE_M": 32, "BLOCK_SIZE_N": 64}
+        # One config of a 16-config grid (the 10th timed) faults with an illegal address.
+        fault = {"BLOCK_SIZE_M": 32, "BLOCK_SIZE_K": 64, "num_stages": 3}
         os.environ["AUTOTUNE_TEST_FAULT"] = ",".join(f"{k}={v}" for k, v in fault.items())
-        plan = plan_for(out, args.shape, "buckets=[16]", "trials=12", "sampler.warm_start_default=false",
-                        f"storage=sqlite:///{out}/fault.db", "sampler=grid",
-                        "search_space.params.BLOCK_SIZE_M=[16,32]",
+        plan = plan_for(out, args.shape, "buckets=[16]", f"storage=sqlite:///{out}/fault.db",
+                        "sampler=grid", "search_space.params.BLOCK_SIZE_M=[16,32]",
                         "search_space.params.BLOCK_SIZE_N=[64]",
                         "search_space.params.GROUP_SIZE_M=[1]", "search_space.params.num_warps=[4]")
+        start = time.perf_counter()
         result = tune(plan)
         os.environ.pop("AUTOTUNE_TEST_FAULT")
         records = result.outcomes[0].records
         report["fault"] = {"planted": fault, "measured": len(records),
+                           "order": [(r.number, r.config, r.us, r.infeasible) for r in records],
                            "infeasible": [(r.config, r.infeasible) for r in records if not r.ok],
-                           "feasible_after_fault": sum(1 for r in records if r.ok),
-                           "stats": result.bench_stats}
+                           "feasible": sum(1 for r in records if r.ok),
+                           "entry": result.entries.get(16), "files": [str(f) for f in result.files],
+                           "wall_s": time.perf_counter() - start, "stats": result.bench_stats}
         save()
     print(json.dumps(report, indent=1, default=str)[-6000:])
 
