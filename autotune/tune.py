@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -138,7 +139,8 @@ def work(plan: Plan, storage: optuna.storages.BaseStorage, bench: Benchmarker, *
                 studies[M] = open_study(storage, plan.study_name(M), _sampler(plan, prior),
                                         make_pruner(plan.cfg.pruner))
                 _describe_study(studies[M], plan, M)
-            _speculate(plan, bench, M, prior)
+            later = pending[pending.index(M) + 1:]
+            _speculate(plan, bench, M, prior, later[0] if later else None)
             tuner = BucketTuner(study=studies[M], space=plan.space, bench=bench, M=M,
                                 budget=bucket_budget(plan), patience=plan.cfg.patience,
                                 exhaustive=exhaustive, lookahead=plan.cfg.sampler.lookahead,
@@ -334,13 +336,19 @@ def _sampler(plan: Plan, prior: Optional[np.ndarray]) -> optuna.samplers.BaseSam
     return make_sampler(plan.cfg.sampler, space=plan.space, prior=prior)
 
 
-def _speculate(plan: Plan, bench: Benchmarker, M: int, prior: Optional[np.ndarray]) -> None:
-    """Compile the configs the prior ranks first while the GPU times others."""
+def _speculate(plan: Plan, bench: Benchmarker, M: int, prior: Optional[np.ndarray],
+               next_M: Optional[int]) -> None:
+    """Compile the configs the prior ranks first, for this bucket and the next (whose kernels
+    differ when it crosses vLLM's small-M shortcut), while the GPU times others."""
     count = plan.cfg.benchmark.speculate
     if prior is None or count <= 0 or not isinstance(bench, Speculating):
         return
     configs = list(plan.space.configs())
-    bench.speculate([configs[i] for i in np.argsort(-prior, kind="stable")[:count]], M)
+    ranked = [[(configs[i], m) for i in np.argsort(-p, kind="stable")[:count]]
+              for m, p in ((M, prior), (next_M, _prior(plan, next_M) if next_M else None))
+              if p is not None]
+    # Both rankings advance together.
+    bench.speculate([c for pair in zip_longest(*ranked) for c in pair if c is not None])
 
 
 def _warm_starts(plan: Plan, M: int, storage: optuna.storages.BaseStorage):

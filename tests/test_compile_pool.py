@@ -1,10 +1,13 @@
 """The compile-ahead pool with real worker processes (under the interpreter a compile only
 validates the config, so this checks the pool's bookkeeping, not Triton's compiler)."""
 
+import numpy as np
+
 from autotune.bench.compile import RESERVED_WORKERS, CompilePool
 from autotune.bench.gpu import timer_spec
 from autotune.plan import build_plan
-from tests.conftest import compose
+from autotune.tune import _prior, _speculate
+from tests.conftest import compose, replay_args
 
 CONFIGS = [{"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 32, "BLOCK_SIZE_K": bk, "GROUP_SIZE_M": 1,
             "num_warps": 4, "num_stages": stages} for bk in (32, 64) for stages in (2, 3)]
@@ -28,12 +31,12 @@ def test_a_config_compiles_once_per_side_of_the_small_m_shortcut():
 def test_speculation_uses_spare_workers_only_and_counts_each_config_once():
     p = pool(RESERVED_WORKERS + 1)
     try:
-        p.speculate(CONFIGS, 16)
+        p.speculate([(c, 16) for c in CONFIGS])
         assert len(p._speculating) == 1  # the reserved workers stay free for configs asked now
         for config in CONFIGS:
             assert p.wait(config, 16)[1] is None
         assert p.compiled == len(CONFIGS)
-        p.speculate(CONFIGS, 64)  # already compiled for this side of the shortcut: nothing to do
+        p.speculate([(c, 64) for c in CONFIGS])  # same side of the shortcut: already compiled
         assert not p._later and not p._speculating
     finally:
         p.close()
@@ -41,5 +44,24 @@ def test_speculation_uses_spare_workers_only_and_counts_each_config_once():
 
 def test_no_workers_means_no_pool():
     p = pool(0)
-    p.speculate(CONFIGS, 16)
+    p.speculate([(c, 16) for c in CONFIGS])
     assert p.wait(CONFIGS[0], 16) == (0.0, None) and p._pool is None
+
+
+class Recorder:
+    """Stands in for the GPU benchmarker's pool: only what the run hands it is checked."""
+
+    def speculate(self, candidates):
+        self.candidates = list(candidates)
+
+
+def test_a_run_speculates_the_priors_ranking_of_this_bucket_and_the_next(tmp_path):
+    plan = build_plan(compose(*replay_args(tmp_path, "benchmark.speculate=5")))
+    configs = list(plan.space.configs())
+    recorder = Recorder()
+    _speculate(plan, recorder, 8, _prior(plan, 8), 16)
+    top = {M: [configs[i] for i in np.argsort(-_prior(plan, M), kind="stable")[:5]] for M in (8, 16)}
+    assert recorder.candidates == [c for pair in zip(top[8], top[16]) for c in
+                                   ((pair[0], 8), (pair[1], 16))]
+    _speculate(plan, recorder, 4096, _prior(plan, 4096), None)  # the last bucket: itself only
+    assert [M for _, M in recorder.candidates] == [4096] * 5

@@ -75,11 +75,12 @@ class CompilePool:
             self._submit(config, M)
         self._speculate_more()
 
-    def speculate(self, configs: Iterable[Mapping[str, int]], M: int) -> None:
-        """Compile these (ranked, likeliest first) with spare workers; replaces the last list."""
+    def speculate(self, candidates: Iterable[tuple[Mapping[str, int], int]]) -> None:
+        """Compile these (config, M) pairs, likeliest first, with spare workers; replaces the
+        previous list."""
         if self.workers <= 0:
             return
-        self._later = deque((dict(c), M) for c in configs
+        self._later = deque((dict(c), M) for c, M in candidates
                             if self._key(c, M) not in self._futures)
         self._speculate_more()
 

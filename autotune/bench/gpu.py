@@ -60,9 +60,9 @@ class WorkerBenchmarker:
         if self.compiler is not None:
             self.compiler.submit(configs, M)
 
-    def speculate(self, configs: Iterable[Mapping[str, int]], M: int) -> None:
+    def speculate(self, candidates: Iterable[tuple[Mapping[str, int], int]]) -> None:
         if self.compiler is not None:
-            self.compiler.speculate(configs, M)
+            self.compiler.speculate(candidates)
 
     def measure(self, config: Mapping[str, int], M: int) -> Measurement:
         config = dict(config)

@@ -83,5 +83,6 @@ class Speculating(Protocol):
     the top of it while the GPU times others turns most later compile waits into cache hits.
     """
 
-    def speculate(self, configs: Iterable[Mapping[str, int]], M: int) -> None:
+    def speculate(self, candidates: Iterable[tuple[Mapping[str, int], int]]) -> None:
+        """(config, M) pairs, likeliest first; replaces the previous list."""
         ...
