@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -35,8 +36,11 @@ def run(n: int, args: argparse.Namespace, folder: Path) -> dict:
            "patience=null", "progress=false", *args.extra]  # the same work for every n
     if args.replay:
         cmd += ["benchmark=replay", f"benchmark.tables=[{ROOT / 'tests' / 'data' / 'grids'}]"]
+    env = dict(os.environ)
+    if args.cold:  # each setting compiles from an empty Triton cache, as a first run would
+        env["TRITON_CACHE_DIR"] = str(folder / f"triton{n}")
     start = time.perf_counter()
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     if result.returncode != 0:
         sys.exit(f"workers={n} failed ({result.returncode}):\n{result.stderr[-3000:]}")
@@ -71,6 +75,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--buckets", type=int, nargs="+", default=[1, 16, 64, 256, 1024, 4096])
     ap.add_argument("--replay", action="store_true", help="CPU workers on the recorded tables")
+    ap.add_argument("--cold", action="store_true", help="an empty Triton cache for each setting")
     ap.add_argument("extra", nargs="*", help="more autotune overrides")
     args = ap.parse_args()
     if args.replay:
@@ -88,6 +93,7 @@ def main() -> None:
     gpu = "replay on CPU" if args.replay else gpu_name()
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M")
     record = {"when": stamp, "gpu": gpu, "host": platform.node(), "shape": args.shape,
+              "cold_compile_cache": args.cold,
               "trials": args.trials, "buckets": args.buckets, "extra": args.extra, "rows": rows}
     out = HERE / f"result-{stamp.replace(' ', '_').replace(':', '')}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
