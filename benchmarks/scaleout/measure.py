@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,11 +40,24 @@ def run(n: int, args: argparse.Namespace, folder: Path) -> dict:
     env = dict(os.environ)
     if args.cold:  # each setting compiles from an empty Triton cache, as a first run would
         env["TRITON_CACHE_DIR"] = str(folder / f"triton{n}")
+    log = args.logs / f"workers{n}.log"
     start = time.perf_counter()
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            proc.wait(timeout=args.limit)
+        except subprocess.TimeoutExpired:  # stop it as Ctrl-C would; count what it finished
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     wall = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.exit(f"workers={n} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    finished = proc.returncode == 0
+    if not finished:
+        print(f"workers={n}: exit code {proc.returncode} after {wall:.0f} s; log: {log}",
+              file=sys.stderr)
     sys.path.insert(0, str(ROOT))
     from autotune.storage import open_storage
 
@@ -53,7 +67,10 @@ def run(n: int, args: argparse.Namespace, folder: Path) -> dict:
     first = min(t.datetime_start for t in trials)
     last = max(t.datetime_complete for t in trials)
     span = (last - first).total_seconds()
-    return {"gpus": n, "measured": len(trials), "wall_s": round(wall, 1),
+    if not trials:
+        return {"gpus": n, "finished": False, "measured": 0, "wall_s": round(wall, 1),
+                "measuring_s": 0.0, "trials_per_min": 0.0, "workers_seen": 0}
+    return {"gpus": n, "finished": finished, "measured": len(trials), "wall_s": round(wall, 1),
             "measuring_s": round(span, 1), "trials_per_min": round(60 * len(trials) / span, 1),
             "workers_seen": len({t.user_attrs["worker"]["pid"] for t in trials})}
 
@@ -76,17 +93,20 @@ def main() -> None:
     ap.add_argument("--buckets", type=int, nargs="+", default=[1, 16, 64, 256, 1024, 4096])
     ap.add_argument("--replay", action="store_true", help="CPU workers on the recorded tables")
     ap.add_argument("--cold", action="store_true", help="an empty Triton cache for each setting")
+    ap.add_argument("--limit", type=float, default=600, help="seconds per setting, then Ctrl-C")
+    ap.add_argument("--logs", type=Path, default=HERE / "logs", help="each setting's output")
     ap.add_argument("extra", nargs="*", help="more autotune overrides")
     args = ap.parse_args()
     if args.replay:
         args.device, args.buckets = "h200", [1, 16, 64, 256, 4096]
 
+    args.logs.mkdir(parents=True, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.gpus:
             rows.append(run(n, args, Path(tmp)))
             print(json.dumps(rows[-1]), flush=True)
-    base = rows[0]["trials_per_min"]
+    base = rows[0]["trials_per_min"] or float("nan")
     for r in rows:
         r["speedup"] = round(r["trials_per_min"] / base, 2)
 
@@ -99,10 +119,10 @@ def main() -> None:
     out.write_text(json.dumps(record, indent=2) + "\n")
     lines = [f"\n## {stamp}: {gpu}, shape={args.shape}, trials={args.trials}, "
              f"buckets={args.buckets}\n",
-             "| GPUs | measured | wall-clock s | trials/min | speedup vs 1 |",
-             "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['gpus']} | {r['measured']} | {r['wall_s']} | {r['trials_per_min']} | "
-              f"{r['speedup']}x |" for r in rows]
+             "| GPUs | finished | measured | wall-clock s | trials/min | speedup vs 1 |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {r['gpus']} | {'yes' if r['finished'] else 'no'} | {r['measured']} | "
+              f"{r['wall_s']} | {r['trials_per_min']} | {r['speedup']}x |" for r in rows]
     with open(HERE / "RESULTS.md", "a") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
