@@ -2,6 +2,8 @@
 
 The exhaustive mode (`sampler=grid`) writes one per bucket, so new recorded tables can be made on
 any GPU and replayed offline (benchmark=replay) to evaluate samplers against the true optimum.
+With `pruner=screen` the configs whose short first look is clearly slower than the best so far
+keep that look (marked `first_look`): a faster pass whose top is timed in full.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def grid_table(plan, outcome: BucketOutcome, environment: Mapping[str, Any]) -> 
     results = []
     for r in outcome.records:
         row: dict[str, Any] = {"config": {k: r.config[k] for k in KERNEL_PARAMS}, "us": r.us}
+        if r.pruned:  # pruner=screen: a short first look, clearly slower than the best
+            row["first_look"] = True
         if not r.ok:
             row["error"] = r.infeasible or "failed"
         results.append(row)
