@@ -71,15 +71,18 @@ class SamplerConfig:
     constant_liar: bool = True
     n_ei_candidates: int = 24
     # prior_gp (autotune/prior_gp.py): kernel correlation per ladder step; the prior's weight
-    step_correlation: float = 0.5
+    step_correlation: float = 0.3
     group_correlation: float = 0.8
-    prior_weight: float = 0.5
+    prior_weight: float = 1.5
     # Warm starts, measured first in this order (autotune/warm_starts.py):
     neighbour_trials: int = 2  # best configs of each nearest already-tuned bucket (below, above)
     warm_start_default: bool = True  # vLLM's default config for the bucket
     warm_start_file: Optional[str] = None  # a vLLM config file (e.g. another GPU's): nearest entry
-    prior_trials: int = 2  # top configs of the prior from vLLM's files of other GPUs and shapes
-    prior_files: Optional[List[str]] = None  # files/folders/globs; null: vLLM's, bundled
+    prior_trials: int = 2  # top configs of the prior learned from other GPUs and shapes
+    # The prior's sources (autotune/priors.py): vLLM config files and/or recorded moe-grid-table/1
+    # tables, as files/folders/globs; null: the bundled ones (autotune/vllm_configs, grid_tables).
+    prior_files: Optional[List[str]] = None
+    prior_source: str = "both"  # both | shipped (vLLM's files) | tables (recorded tables)
     # Proposals asked ahead of their measurement, so the compile pool builds them while the GPU
     # times others. 1: each proposal sees every result before it (offline, 4 raised the p90 of
     # measurements to within 1% from 5 to 8; its GPU-time gain is not measured yet).

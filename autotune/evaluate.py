@@ -49,7 +49,7 @@ from autotune.config import (
 )
 from autotune.errors import UserError
 from autotune.formats import device_token
-from autotune.priors import ShippedFile, bucket_prior, load_shipped_files
+from autotune.priors import PriorSource, bucket_prior, load_prior_sources
 from autotune.samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler
 from autotune.shape import MoEShape
 from autotune.space import SearchSpace
@@ -141,7 +141,7 @@ def load_groups(paths: Sequence[Path], space_name: str, noise_cv: float) -> list
 
 
 def run_group(group: Group, settings: Settings, seed: int,
-              prior_files: Sequence[ShippedFile]) -> list[Run]:
+              prior_files: Sequence[PriorSource]) -> list[Run]:
     """One repeat over a group's tables, as `settings.neighbours` says."""
     Ms = sorted(group.tables)
     if settings.neighbours == "none":
@@ -160,7 +160,7 @@ def run_group(group: Group, settings: Settings, seed: int,
 
 
 def _run_table(group: Group, M: int, settings: Settings, seed: int,
-               tuned: dict[int, list[Record]], prior_files: Sequence[ShippedFile],
+               tuned: dict[int, list[Record]], prior_files: Sequence[PriorSource],
                full: bool = False) -> tuple[Run, list[Record]]:
     table = group.tables[M]
     best_us = table.best()[1]
@@ -255,7 +255,7 @@ def _init_worker(paths: list[str], settings: Settings, prior_files: Optional[lis
     _WORKER["groups"] = load_groups([Path(p) for p in paths], settings.search_space,
                                     settings.noise_cv)
     _WORKER["settings"] = settings
-    _WORKER["prior_files"] = load_shipped_files(prior_files)
+    _WORKER["prior_files"] = load_prior_sources(prior_files, settings.sampler.prior_source)
 
 
 def _work(job: tuple[int, int]) -> list[Run]:

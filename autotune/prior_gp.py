@@ -6,7 +6,8 @@ the constraints exclude or one already measured, and each proposal costs about a
 
 Model: log time, standardized, is a GP over ladder indices with a product of exponential kernels,
 corr = step_correlation ** |index steps| per parameter (GROUP_SIZE_M, which matters little, uses
-group_correlation). Its mean is the prior learned from vLLM's shipped files of other GPUs and shapes
+group_correlation). Its mean is the prior learned from vLLM's shipped files and recorded tables of other GPUs and
+shapes
 (autotune/priors.py): a config the prior favours is expected `prior_weight` standard deviations
 faster than one it does not. With no measurement yet it proposes the prior's favourite.
 """
@@ -31,8 +32,8 @@ NOISE_VARIANCE = 1e-3
 class PriorGPSampler(optuna.samplers.BaseSampler):
     def __init__(self, space: SearchSpace, prior: Optional[Sequence[float]] = None, *,
                  seed: Optional[int] = None, n_startup_trials: int = 0,
-                 step_correlation: float = 0.5, group_correlation: float = 0.8,
-                 prior_weight: float = 0.5) -> None:
+                 step_correlation: float = 0.3, group_correlation: float = 0.8,
+                 prior_weight: float = 1.5) -> None:
         for name, rho in (("step_correlation", step_correlation),
                           ("group_correlation", group_correlation)):
             if not 0 < rho < 1:

@@ -1,13 +1,16 @@
-"""A prior over the search space from vLLM's shipped config files of other GPUs and shapes.
+"""A prior over the search space from what was tuned or recorded for other GPUs and shapes.
 
-vLLM ships tuned files for many GPUs and shapes, and good tiles transfer between them: at a given
-batch size the winners cluster (small BLOCK_SIZE_M at small M, BLOCK_SIZE_K at the quantization
-block, 4 warps, 3-4 stages). The prior is a kernel density over those entries in ladder-index
-space, each entry weighted by how alike its source is (same dtype and quantization block, same GPU,
-nearby batch size). Its ranking of the space picks a bucket's first trials.
+Two kinds of source, both bundled in the package:
+- vLLM's shipped config files (autotune/vllm_configs): one tuned winner per batch size;
+- recorded `moe-grid-table/1` tables (autotune/grid_tables): every config timed at one batch size,
+  of which the fastest few count, by rank (so different shapes' absolute times do not matter).
+Good tiles transfer between shapes and GPUs: at a given batch size the winners cluster (small
+BLOCK_SIZE_M at small M, BLOCK_SIZE_K at the quantization block, 4 warps, 3-4 stages). The prior
+is a kernel density over those configs in ladder-index space, each weighted by how alike its source
+is (same dtype and quantization block, same GPU, nearby batch size).
 
-The file for the very GPU and shape being tuned is never used: that is the answer a tuned file is
-compared with, and copying it would prove nothing.
+A source for the very GPU and shape being tuned is never used: that is the answer a tuned file is
+compared with (or the table it is judged on), and copying it would prove nothing.
 """
 
 from __future__ import annotations
@@ -17,18 +20,26 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
+from autotune.bench.replay import GridTable
 from autotune.errors import UserError
 from autotune.formats import device_token, dtype_token, parse_file_name, read_entries
 from autotune.space import Config, SearchSpace
+
+PRIOR_SOURCES = ("both", "shipped", "tables")
 
 
 def bundled_files_dir() -> Path:
     """vLLM 0.33.0's shipped config files, copied byte for byte into the package."""
     return Path(__file__).resolve().parent / "vllm_configs"
+
+
+def bundled_tables_dir() -> Path:
+    """Recorded moe-grid-table/1 tables (copies of tests/data/grids, benchmarks/tables)."""
+    return Path(__file__).resolve().parent / "grid_tables"
 
 
 @dataclass(frozen=True)
@@ -68,19 +79,97 @@ class ShippedFile:
                 and self.device == device_token(device_name))
 
 
+@dataclass(frozen=True)
+class RecordedTable:
+    """One recorded table as a prior source: its GPU, shape, M and its fastest configs."""
+
+    path: Path
+    E: int
+    N: int
+    K: int
+    device: str  # device token
+    dtype: Optional[str]  # dtype token; None for bf16/fp16
+    block_shape: Optional[tuple[int, int]]
+    M: int
+    ranked: tuple[Config, ...]  # fastest first, TABLE_TOP at most
+
+    @classmethod
+    def load(cls, path: Path) -> "RecordedTable":
+        t = GridTable.load(path)
+        s = t.shape
+        ok = sorted((m.us, key) for key, m in t.timings.items() if m.ok)
+        if not ok:
+            raise UserError(f"recorded table {path} has no successful timing; drop it from "
+                            f"sampler.prior_files")
+        block = tuple(s["block_shape"]) if s.get("block_shape") else None
+        return cls(Path(path), int(s["E"]), int(s["N"]), int(s["K"]),
+                   device_token(t.device_name), dtype_token(s["dtype"]), block,  # type: ignore
+                   t.M, tuple(dict(key) for _, key in ok[:TABLE_TOP]))
+
+    def is_for(self, space: SearchSpace, device_name: str) -> bool:
+        """Whether this table is of exactly the GPU and shape (E, N, K, dtype, block) tuned."""
+        s = space.context.shape
+        return ((self.E, self.N, self.K, self.dtype, self.block_shape)
+                == (s.E, s.N, s.K, dtype_token(s.dtype), s.block_shape)
+                and self.device == device_token(device_name))
+
+
+PriorSource = Union[ShippedFile, RecordedTable]
+# A table's fastest configs that count, weighted 1/rank: the top few are within about 1% of each
+# other (GROUP_SIZE_M variants) and say which tiles win; further down the order is mostly noise.
+TABLE_TOP = 8
+
+
 def load_shipped_files(patterns: Optional[Iterable[str]] = None) -> list[ShippedFile]:
-    """The files at the given paths, folders or globs; None: the bundled vLLM files."""
+    """The vLLM files at the given paths, folders or globs; None: the bundled vLLM files."""
+    sources = load_prior_sources(patterns, "shipped" if patterns is None else "both")
+    return [f for f in sources if isinstance(f, ShippedFile)]
+
+
+def load_prior_sources(patterns: Optional[Iterable[str]] = None,
+                       kinds: str = "both") -> list[PriorSource]:
+    """vLLM config files and recorded tables at the given paths, folders or globs.
+
+    patterns None: the bundled ones. kinds: both | shipped (vLLM files) | tables (recorded).
+    A file is a vLLM config file when named like one, else it must be a moe-grid-table/1 file.
+    """
+    if kinds not in PRIOR_SOURCES:
+        raise UserError(f"sampler.prior_source={kinds}: use one of {', '.join(PRIOR_SOURCES)}")
     if patterns is None:
-        return [ShippedFile.load(p) for p in sorted(bundled_files_dir().glob("*.json"))]
-    files = []
-    for pattern in patterns:
-        p = Path(pattern).expanduser()
-        paths = sorted(p.glob("*.json")) if p.is_dir() else sorted(map(Path, glob.glob(str(p))))
-        if not paths:
-            raise UserError(f"sampler.prior_files: nothing found at {pattern}; give vLLM config "
-                            f"files, globs or folders, or null for the bundled ones")
-        files.extend(ShippedFile.load(path) for path in paths)
-    return files
+        paths = sorted(bundled_files_dir().glob("*.json")) * (kinds != "tables") \
+            + sorted(bundled_tables_dir().glob("*.json")) * (kinds != "shipped")
+    else:
+        paths = []
+        for pattern in patterns:
+            p = Path(pattern).expanduser()
+            found = sorted(p.glob("*.json")) if p.is_dir() else sorted(map(Path,
+                                                                            glob.glob(str(p))))
+            if not found:
+                raise UserError(f"sampler.prior_files: nothing found at {pattern}; give vLLM "
+                                f"config files or moe-grid-table/1 tables (files, globs or "
+                                f"folders), or null for the bundled ones")
+            paths.extend(found)
+    out: list[PriorSource] = []
+    for path in paths:
+        if parse_file_name(path.name) is not None:
+            if kinds != "tables":
+                out.append(ShippedFile.load(path))
+        elif _is_table(path):
+            if kinds != "shipped":
+                out.append(RecordedTable.load(path))
+        else:
+            raise UserError(f"{path} is not named like a vLLM config file (E=..,N=..,"
+                            f"device_name=..[,dtype=..][,block_shape=[..]].json) nor a "
+                            f"moe-grid-table/1 table")
+    return out
+
+
+def _is_table(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return '"moe-grid-table/1"' in f.read(200)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -92,9 +181,10 @@ class PriorWeights:
     m_octaves: float = 1.0  # an entry one octave of batch size away weighs exp(-1)
     other_quant: float = 0.1  # an entry from a file of another dtype or quantization block
     other_device: float = 0.5  # an entry from a file for another GPU
+    table: float = 1.0  # a recorded table counts like this many entries of a shipped file
 
 
-def rank_configs(space: SearchSpace, files: Iterable[ShippedFile], device_name: str, M: int,
+def rank_configs(space: SearchSpace, files: Iterable[PriorSource], device_name: str, M: int,
                  weights: PriorWeights = PriorWeights()) -> list[Config]:
     """Every config of the space, most probable first under the prior (ties: ladder order).
 
@@ -107,7 +197,7 @@ def rank_configs(space: SearchSpace, files: Iterable[ShippedFile], device_name: 
     return [configs[i] for i in order]
 
 
-def prior_scores(space: SearchSpace, files: Iterable[ShippedFile], device_name: str, M: int,
+def prior_scores(space: SearchSpace, files: Iterable[PriorSource], device_name: str, M: int,
                  weights: PriorWeights = PriorWeights()
                  ) -> tuple[list[Config], Optional[np.ndarray]]:
     """Every config of the space (ladder order) and its prior density (None: no usable file)."""
@@ -125,12 +215,14 @@ def prior_scores(space: SearchSpace, files: Iterable[ShippedFile], device_name: 
 
 def bucket_prior(space: SearchSpace, device_name: str, M: int,
                  prior_files: Optional[Iterable[str]] = None,
-                 files: Optional[Sequence[ShippedFile]] = None) -> Optional[np.ndarray]:
+                 files: Optional[Sequence[PriorSource]] = None,
+                 prior_source: str = "both") -> Optional[np.ndarray]:
     """The prior density of each config of space.configs() for bucket M (for prior_gp).
 
-    files: already loaded shipped files; else those at prior_files (None: the bundled ones).
+    files: already loaded sources; else those at prior_files (None: the bundled ones) of the
+    kinds prior_source names.
     """
-    files = files if files is not None else load_shipped_files(prior_files)
+    files = files if files is not None else load_prior_sources(prior_files, prior_source)
     return prior_scores(space, files, device_name, M)[1]
 
 
@@ -139,7 +231,7 @@ def space_index(space: SearchSpace, configs: Iterable[Config]) -> np.ndarray:
     return np.array([[space.params[k].index(c[k]) for k in space.params] for c in configs], float)
 
 
-def _entry_points(space: SearchSpace, files: Iterable[ShippedFile], device_name: str, M: int,
+def _entry_points(space: SearchSpace, files: Iterable[PriorSource], device_name: str, M: int,
                   weights: PriorWeights) -> tuple[np.ndarray, np.ndarray]:
     """Each usable entry as a (fractional) ladder-index point, with its weight."""
     shape = space.context.shape
@@ -153,6 +245,14 @@ def _entry_points(space: SearchSpace, files: Iterable[ShippedFile], device_name:
             base *= weights.other_quant
         if f.device != device_token(device_name):
             base *= weights.other_device
+        if isinstance(f, RecordedTable):
+            octaves = abs(math.log2(f.M) - math.log2(M))
+            shares = [1 / rank for rank in range(1, len(f.ranked) + 1)]
+            for config, share in zip(f.ranked, shares):
+                points.append(_fractional_index(space, as_run(space, config)))
+                w.append(weights.table * base * share / sum(shares)
+                         * math.exp(-octaves / weights.m_octaves))
+            continue
         for key, entry in f.entries.items():
             octaves = abs(math.log2(key) - math.log2(M))
             points.append(_fractional_index(space, as_run(space, entry)))

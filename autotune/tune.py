@@ -329,7 +329,8 @@ def _triton_version(plan: Plan) -> str:
 def _prior(plan: Plan, M: int) -> Optional[np.ndarray]:
     if plan.cfg.sampler.name != "prior_gp":
         return None
-    return bucket_prior(plan.space, plan.device.name, M, plan.cfg.sampler.prior_files)
+    return bucket_prior(plan.space, plan.device.name, M, plan.cfg.sampler.prior_files,
+                        prior_source=plan.cfg.sampler.prior_source)
 
 
 def _sampler(plan: Plan, prior: Optional[np.ndarray]) -> optuna.samplers.BaseSampler:

@@ -6,7 +6,8 @@ In this order, each config once:
 2. vLLM's default config for the bucket (the baseline the tuned entry must beat);
 3. the entry nearest to M of a vLLM config file the user names (e.g. one for another GPU), as the
    nearest config of the space;
-4. the top of the prior ranking learned from vLLM's shipped files of other GPUs and shapes.
+4. the top of the prior ranking learned from vLLM's shipped files and recorded tables of other
+   GPUs and shapes.
 Configs the space excludes are dropped; the study also skips ones it has already measured.
 """
 
@@ -19,7 +20,13 @@ from typing import Mapping, Optional, Sequence
 from autotune.baselines import nearest_entry, vllm_default_config
 from autotune.config import SamplerConfig
 from autotune.errors import UserError
-from autotune.priors import ShippedFile, load_shipped_files, nearest_config, rank_configs
+from autotune.priors import (
+    PriorSource,
+    ShippedFile,
+    load_prior_sources,
+    nearest_config,
+    rank_configs,
+)
 from autotune.space import Config, SearchSpace
 from autotune.study import Record
 
@@ -28,11 +35,12 @@ WarmStart = tuple[str, Config]
 
 def first_trials(space: SearchSpace, device_name: str, M: int, cfg: SamplerConfig,
                  tuned: Optional[Mapping[int, Sequence[Record]]] = None,
-                 prior_files: Optional[Sequence[ShippedFile]] = None) -> list[WarmStart]:
+                 prior_files: Optional[Sequence[PriorSource]] = None) -> list[WarmStart]:
     """The warm starts of bucket M, in the order they should be measured.
 
     tuned: the measured trials of other buckets of the same GPU, shape and space, by M.
-    prior_files: the shipped files to learn the prior from (None: as cfg.prior_files says).
+    prior_files: the sources to learn the prior from (None: as cfg.prior_files and
+    cfg.prior_source say).
     """
     out: list[WarmStart] = []
     seen: set[tuple] = set()
@@ -53,7 +61,8 @@ def first_trials(space: SearchSpace, device_name: str, M: int, cfg: SamplerConfi
         user = ShippedFile.load(_existing(cfg.warm_start_file))
         add("file", nearest_config(space, nearest_entry(user.entries, M)))
     if cfg.prior_trials > 0:
-        files = prior_files if prior_files is not None else load_shipped_files(cfg.prior_files)
+        files = prior_files if prior_files is not None else load_prior_sources(cfg.prior_files,
+                                                                         cfg.prior_source)
         taken = 0
         for config in rank_configs(space, files, device_name, M):
             if taken >= cfg.prior_trials:

@@ -155,7 +155,8 @@ def test_the_default_sampler_preset_matches_the_schema_defaults():
     composed = compose("shape=qwen35_tp1", "device=h200").sampler
     assert composed == SamplerConfig()
     assert composed.name == "prior_gp" and composed.prior_trials == 2
-    assert composed.n_startup_trials == 0 and composed.step_correlation == 0.5
+    assert composed.n_startup_trials == 0 and composed.step_correlation == 0.3
+    assert composed.prior_weight == 1.5 and composed.prior_source == "both"
 
 
 def test_prior_gp_proposes_only_new_configs_the_space_allows(bench):

@@ -1,7 +1,11 @@
 """The search benchmark behind benchmarks/search/README.md (CPU only; about 15 minutes on 2 cores).
 
     PYTHONPATH=. python benchmarks/search/run.py [--tables tests/data/grids] [--repeats 20]
-        [--workers 2] [--only main,loto,noise,pruning,stopping,neighbours,optuna_gp]
+        [--workers 2] [--only main,loto,noise,pruning,stopping,neighbours,optuna_gp,shapes]
+
+`shapes` (leave one shape out) judges every table of --shape-tables (the qwen35 tables of vLLM's
+kernel and the minimax tables of ours) with the prior learned only from bundled sources of other
+shapes or GPUs: autotune/priors.py drops those of the table's own GPU and shape.
 
 Every number comes from `autotune.evaluate.evaluate`: the real study code on the recorded tables.
 Writes benchmarks/search/results/<part>.json (settings, summaries, one compact row per run) and
@@ -91,6 +95,35 @@ def score(runs: list[Run]) -> tuple[float, float]:
             statistics.fmean(r.regret_at(16) for r in runs))
 
 
+# Leave one shape out: the default and the alternatives asked about (benchmarks/search/README.md).
+SHAPES = {
+    "**prior_gp (default)**": ("prior_gp", [], {}),
+    "prior_gp, prior weight 0.5 (the earlier default)": ("prior_gp", ["sampler.prior_weight=0.5"],
+                                                         {}),
+    "prior_gp, prior from vLLM's shipped files only": ("prior_gp",
+                                                       ["sampler.prior_source=shipped"], {}),
+    "prior_gp, prior from recorded tables only": ("prior_gp", ["sampler.prior_source=tables"], {}),
+    "prior_gp, step correlation 0.3": ("prior_gp", ["sampler.step_correlation=0.3"], {}),
+    "prior_gp, step correlation 0.7": ("prior_gp", ["sampler.step_correlation=0.7"], {}),
+    "prior_gp, 4 prior trials": ("prior_gp", ["sampler.prior_trials=4"], {}),
+    "prior_gp, 3 random trials after the warm starts": ("prior_gp",
+                                                        ["sampler.n_startup_trials=6"], {}),
+    "prior_gp, no prior (vLLM's default, then the GP)": (
+        "prior_gp", ["sampler.prior_trials=0", "sampler.prior_weight=0"], {}),
+    "tpe (tpe.yaml)": ("tpe", [], {}),
+    "prior_gp (default), neighbours below": ("prior_gp", [], {"neighbours": "below"}),
+    "prior_gp (default), neighbours both": ("prior_gp", [], {"neighbours": "both"}),
+}
+# Tables the settings were chosen on (before the other minimax tables were recorded).
+TUNED_ON = {"NVIDIA_H200_E256_N384_K3072_fp8block_M16_passa.json"} | {
+    f"NVIDIA_H200_E256_N512_K2048_fp8block_M{M}.json" for M in (1, 16, 64, 256, 4096)}
+
+
+def shape_tables(patterns: list[str]) -> list[Path]:
+    """The tables for `shapes`: one pass per bucket (a second pass `_passb` is left out)."""
+    return [p for p in expand_table_paths(patterns) if not p.name.endswith("_passb.json")]
+
+
 def loto_grid() -> dict[str, tuple[str, list[str]]]:
     grid = {}
     for prior in (0, 2, 4, 8):
@@ -110,8 +143,9 @@ def main() -> None:
     ap.add_argument("--tables", nargs="+", default=["tests/data/grids"])
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--shape-tables", nargs="+", default=["tests/data/grids", "benchmarks/tables"])
     ap.add_argument("--only",
-                    default="main,loto,priors,neighbours,noise,pruning,stopping,optuna_gp")
+                    default="main,loto,priors,neighbours,noise,pruning,stopping,optuna_gp,shapes")
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     paths = expand_table_paths(args.tables)
@@ -312,6 +346,39 @@ def main() -> None:
               lambda r: f" {r['seconds']} |")
         save("optuna_gp", {k: compact(v) for k, v in results.items()})
 
+
+    if "shapes" in parts:
+        spaths = shape_tables(args.shape_tables)
+        results = {name: run_method(spaths, p, o, args.repeats, args.workers, **opt)
+                   for name, (p, o, opt) in SHAPES.items()}
+        groups = {"tuned on (qwen35 x5, minimax M=16)": lambda n: n in TUNED_ON,
+                  "held out (minimax, recorded after)": lambda n: n not in TUNED_ON,
+                  "minimax, all": lambda n: "N384_K3072" in n,
+                  "qwen35, all": lambda n: "N512_K2048" in n}
+        md.extend(["### Leave one shape out", "",
+                   "Prior from bundled sources of other shapes/GPUs only. Pooled (median / p90 / "
+                   "miss rate, measurements to 1%):", "",
+                   "| method | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)])
+        for name, res in results.items():
+            runs = [Run(**d) for d in res["runs"]]
+            cells = []
+            for keep in groups.values():
+                rs = [r for r in runs if keep(r.table)]
+                if not rs:
+                    cells.append("-")
+                    continue
+                s = summarize(rs)
+                cells.append(f"{_num(s['median_evals_to_1pct'])} / {_num(s['p90_evals_to_1pct'])}"
+                             f" / {s['miss_rate_1pct']:.2f}")
+            md.append(f"| {name} | " + " | ".join(cells) + " |")
+        md.extend(["", "Per table (median / p90 / miss rate, measurements to 1%):", ""])
+        for name, res in results.items():
+            md.append(f"- {name}: " + "; ".join(
+                f"{'N512' if 'N512' in t else 'N384'} {c}" for t, c in
+                zip(res["per_table"], per_table_lines(res))))
+        md.append("")
+        print("\n".join(md), flush=True)
+        save("shapes", {k: compact(v) for k, v in results.items()})
 
 
 if __name__ == "__main__":
