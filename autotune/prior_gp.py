@@ -8,7 +8,8 @@ Model: log time, standardized, is a GP over ladder indices with a product of exp
 corr = step_correlation ** |index steps| per parameter (GROUP_SIZE_M, which matters little, uses
 group_correlation). Its mean is the prior learned from vLLM's shipped files and recorded tables
 of other GPUs and shapes (autotune/priors.py): a config the prior favours is expected
-`prior_weight` standard deviations faster than one it does not. With no measurement yet it proposes the prior's favourite.
+`prior_weight` standard deviations faster than one it does not. With no measurement yet it
+proposes the prior's favourite.
 """
 
 from __future__ import annotations
