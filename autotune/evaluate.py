@@ -15,7 +15,8 @@ random sampling does once duplicates are answered from the study), measured to t
 Warm starts from neighbouring buckets (`--neighbours`) come from the tables of the same GPU and
 shape given: `below` tunes the tables in ascending M as a run does, each bucket warm-started from
 those before it; `both` first tunes every table alone, then each again warm-started from the
-tuned tables on both sides. The prior never reads the shipped file of a table's own GPU and shape.
+tuned tables on both sides. The prior never reads a shipped file or recorded table of a table's own
+GPU and shape (autotune/priors.py), so every table is judged leave-one-shape-out.
 
 The last line is machine-readable:
 `median_evals_to_1pct=NN p90_evals_to_1pct=NN miss_rate=F ... tables=N repeats=R`.

@@ -16,6 +16,7 @@ from autotune.config import VLLM_BUCKETS, Config
 from autotune.device import DeviceSpec, resolve_device
 from autotune.errors import UserError
 from autotune.formats import config_file_name, device_token
+from autotune.priors import PRIOR_SOURCES
 from autotune.samplers import PRUNERS, SAMPLERS
 from autotune.shape import MoEShape
 from autotune.space import SearchSpace
@@ -93,6 +94,7 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     device = resolve_device(cfg.device, need_gpu=(kind == "gpu"), probe=probe_gpu)
     space = SearchSpace.from_config(cfg.search_space, shape, device.shared_memory_per_block)
     _check_choice("sampler.name", cfg.sampler.name, SAMPLERS)
+    _check_choice("sampler.prior_source", cfg.sampler.prior_source, PRIOR_SOURCES)
     _check_choice("pruner.name", cfg.pruner.name, PRUNERS)
     _check_choice("benchmark.l2", cfg.benchmark.l2, ("hot", "cold"))
     _check_choice("benchmark.routing", cfg.benchmark.routing, ("uniform", "skewed"))

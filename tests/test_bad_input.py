@@ -33,6 +33,8 @@ def refused(result, *words):
     (["shape=qwen35_tp1", "device=h100", "shape.experts_total=3"], ["experts_total"]),
     (["shape=qwen35_tp1", "device=h100", "buckets=[0,16]"], ["buckets [0]"]),
     (["shape=qwen35_tp1", "device=h100", "sampler.name=cmaes"], ["sampler.name=cmaes"]),
+    (["shape=qwen35_tp1", "device=h100", "sampler.prior_source=vllm"],
+     ["sampler.prior_source=vllm", "both, shipped, tables"]),
     (["shape=qwen35_tp1", "device=h100", "search_space=huge"], ["search_space/huge", "vllm"]),
 ])
 def test_bad_configuration_is_refused_with_the_value_named(tmp_path, args, words):

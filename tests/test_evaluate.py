@@ -108,6 +108,7 @@ def test_percentile_counts_a_miss_as_never():
     ([str(GRIDS), "--set", "prior_trials=1"], ["sampler.KEY=VALUE"]),
     ([str(GRIDS), "--set", "sampler.prior_trials=many"], ["sampler.prior_trials=many"]),
     ([str(GRIDS), "--sampler", "cmaes"], ["--sampler cmaes"]),
+    ([str(GRIDS), "--set", "sampler.prior_source=vllm"], ["sampler.prior_source=vllm"]),
     ([str(GRIDS), "--pruner", "median"], ["--pruner median"]),
     ([str(GRIDS), "--repeats", "0"], ["--repeats"]),
     ([str(GRIDS), "--neighbours", "left"], ["--neighbours left"]),
