@@ -98,8 +98,9 @@ def score(runs: list[Run]) -> tuple[float, float]:
 # Leave one shape out: the default and the alternatives asked about (benchmarks/search/README.md).
 SHAPES = {
     "**prior_gp (default)**": ("prior_gp", [], {}),
-    "prior_gp, prior weight 0.5 (the earlier default)": ("prior_gp", ["sampler.prior_weight=0.5"],
-                                                         {}),
+    "prior_gp, the earlier default (prior weight 0.5, step correlation 0.5)": (
+        "prior_gp", ["sampler.prior_weight=0.5", "sampler.step_correlation=0.5"], {}),
+    "prior_gp, prior weight 0.5": ("prior_gp", ["sampler.prior_weight=0.5"], {}),
     "prior_gp, prior from vLLM's shipped files only": ("prior_gp",
                                                        ["sampler.prior_source=shipped"], {}),
     "prior_gp, prior from recorded tables only": ("prior_gp", ["sampler.prior_source=tables"], {}),
