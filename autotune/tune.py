@@ -130,17 +130,23 @@ def work(plan: Plan, storage: optuna.storages.BaseStorage, bench: Benchmarker, *
     outcomes = {} if outcomes is None else outcomes
     pending = plan.buckets[first:] + plan.buckets[:first]
     exhaustive = plan.cfg.sampler.name == "grid"
+    priors: dict[int, Optional[np.ndarray]] = {}
+
+    def prior_of(M: int) -> Optional[np.ndarray]:
+        if M not in priors:
+            priors[M] = _prior(plan, M)
+        return priors[M]
+
     while pending:
         progressed = False
         for M in list(pending):
             check_stop()
-            prior = _prior(plan, M)
             if M not in studies:
-                studies[M] = open_study(storage, plan.study_name(M), _sampler(plan, prior),
+                studies[M] = open_study(storage, plan.study_name(M), _sampler(plan, prior_of(M)),
                                         make_pruner(plan.cfg.pruner))
                 _describe_study(studies[M], plan, M)
             later = pending[pending.index(M) + 1:]
-            _speculate(plan, bench, M, prior, later[0] if later else None)
+            _speculate(plan, bench, [(M, prior_of(M))] + [(m, prior_of(m)) for m in later[:1]])
             tuner = BucketTuner(study=studies[M], space=plan.space, bench=bench, M=M,
                                 budget=bucket_budget(plan), patience=plan.cfg.patience,
                                 exhaustive=exhaustive, lookahead=plan.cfg.sampler.lookahead,
@@ -337,19 +343,18 @@ def _sampler(plan: Plan, prior: Optional[np.ndarray]) -> optuna.samplers.BaseSam
     return make_sampler(plan.cfg.sampler, space=plan.space, prior=prior)
 
 
-def _speculate(plan: Plan, bench: Benchmarker, M: int, prior: Optional[np.ndarray],
-               next_M: Optional[int]) -> None:
-    """Compile the configs the prior ranks first, for this bucket and the next (whose kernels
-    differ when it crosses vLLM's small-M shortcut), while the GPU times others."""
+def _speculate(plan: Plan, bench: Benchmarker,
+               buckets: list[tuple[int, Optional[np.ndarray]]]) -> None:
+    """Compile the configs the prior ranks first for these buckets (this one and the next, whose
+    kernels differ when it crosses vLLM's small-M shortcut) while the GPU times others."""
     count = plan.cfg.benchmark.speculate
-    if prior is None or count <= 0 or not isinstance(bench, Speculating):
+    if count <= 0 or not isinstance(bench, Speculating):
         return
     configs = list(plan.space.configs())
-    ranked = [[(configs[i], m) for i in np.argsort(-p, kind="stable")[:count]]
-              for m, p in ((M, prior), (next_M, _prior(plan, next_M) if next_M else None))
-              if p is not None]
-    # Both rankings advance together.
-    bench.speculate([c for pair in zip_longest(*ranked) for c in pair if c is not None])
+    ranked = [[(configs[i], M) for i in np.argsort(-prior, kind="stable")[:count]]
+              for M, prior in buckets if prior is not None]
+    # The rankings advance together.
+    bench.speculate([c for group in zip_longest(*ranked) for c in group if c is not None])
 
 
 def _warm_starts(plan: Plan, M: int, storage: optuna.storages.BaseStorage):

@@ -59,9 +59,9 @@ def test_a_run_speculates_the_priors_ranking_of_this_bucket_and_the_next(tmp_pat
     plan = build_plan(compose(*replay_args(tmp_path, "benchmark.speculate=5")))
     configs = list(plan.space.configs())
     recorder = Recorder()
-    _speculate(plan, recorder, 8, _prior(plan, 8), 16)
+    _speculate(plan, recorder, [(8, _prior(plan, 8)), (16, _prior(plan, 16))])
     top = {M: [configs[i] for i in np.argsort(-_prior(plan, M), kind="stable")[:5]] for M in (8, 16)}
     assert recorder.candidates == [c for pair in zip(top[8], top[16]) for c in
                                    ((pair[0], 8), (pair[1], 16))]
-    _speculate(plan, recorder, 4096, _prior(plan, 4096), None)  # the last bucket: itself only
+    _speculate(plan, recorder, [(4096, _prior(plan, 4096))])  # the last bucket: itself only
     assert [M for _, M in recorder.candidates] == [4096] * 5
