@@ -1,6 +1,8 @@
 """The compile-ahead pool with real worker processes (under the interpreter a compile only
 validates the config, so this checks the pool's bookkeeping, not Triton's compiler)."""
 
+import multiprocessing
+
 import numpy as np
 
 from autotune.bench.compile import RESERVED_WORKERS, CompilePool
@@ -65,3 +67,21 @@ def test_a_run_speculates_the_priors_ranking_of_this_bucket_and_the_next(tmp_pat
                                    ((pair[0], 8), (pair[1], 16))]
     _speculate(plan, recorder, [(4096, _prior(plan, 4096))])  # the last bucket: itself only
     assert [M for _, M in recorder.candidates] == [4096] * 5
+
+
+def _use_a_pool_and_return() -> None:
+    p = pool(2)
+    p.speculate([(c, 16) for c in CONFIGS])
+    assert p.wait(CONFIGS[0], 16)[1] is None
+    p.close()
+
+
+def test_a_process_that_used_a_pool_exits():
+    # A `workers=N` worker is a spawned process with its own pool; it must end when its work does.
+    proc = multiprocessing.get_context("spawn").Process(target=_use_a_pool_and_return)
+    proc.start()
+    proc.join(timeout=120)
+    alive = proc.is_alive()
+    if alive:
+        proc.kill()
+    assert not alive and proc.exitcode == 0

@@ -132,7 +132,10 @@ class CompilePool:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            # wait=True: the compiles still running take a second or two, and a pool left to
+            # wind down after wait=False keeps a spawned process (a `workers=N` worker) from
+            # ever exiting: its exit joins the pool's processes, which then never get told to stop.
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     def _executor(self) -> ProcessPoolExecutor:
