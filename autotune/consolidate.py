@@ -207,6 +207,8 @@ def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, bench: Opti
         "seconds": time.perf_counter() - start,
     }
     study.set_user_attr(CONSOLIDATION, result)
+    if entry is not None:
+        _log_bucket(result)  # once, when settled (a later lookup returns the stored result)
     return result
 
 
@@ -276,7 +278,6 @@ def consolidate(storage: optuna.storages.BaseStorage, study_names: dict[int, str
                                     comparison=comparison)
         if result and result["entry"]:
             entries[M] = _kernel_config(result["entry"]["config"])
-            _log_bucket(result)
     for r in check_midpoints(studies, entries, bench, rounds):
         if r["neighbour_better"]:
             log.warning("M=%d (served by the entry of %d): the entry of %d is faster, %.2f vs "
