@@ -6,6 +6,7 @@ GPU present); `Plan.describe` is what `dry_run=true` prints.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from autotune.config import VLLM_BUCKETS, Config
 from autotune.device import DeviceSpec, resolve_device
 from autotune.errors import UserError
 from autotune.formats import config_file_name, device_token
-from autotune.priors import PRIOR_SOURCES
+from autotune.priors import PRIOR_SOURCES, PriorSource, load_prior_sources
 from autotune.samplers import PRUNERS, SAMPLERS
 from autotune.shape import MoEShape
 from autotune.space import SearchSpace
@@ -38,6 +39,11 @@ class Plan:
     output_path: Path
     replay: Any = None  # the loaded ReplayBenchmarker, when benchmark_kind == "replay"
     comparison: Any = None  # the consolidate.Comparison of compare_with=, if given
+
+    @functools.cached_property
+    def prior_sources(self) -> list[PriorSource]:
+        """What the prior learns from (sampler.prior_files, prior_source), read once per run."""
+        return load_prior_sources(self.cfg.sampler.prior_files, self.cfg.sampler.prior_source)
 
     @property
     def report_dir(self) -> Path:

@@ -335,8 +335,7 @@ def _triton_version(plan: Plan) -> str:
 def _prior(plan: Plan, M: int) -> Optional[np.ndarray]:
     if plan.cfg.sampler.name != "prior_gp":
         return None
-    return bucket_prior(plan.space, plan.device.name, M, plan.cfg.sampler.prior_files,
-                        prior_source=plan.cfg.sampler.prior_source)
+    return bucket_prior(plan.space, plan.device.name, M, files=plan.prior_sources)
 
 
 def _sampler(plan: Plan, prior: Optional[np.ndarray]) -> optuna.samplers.BaseSampler:
@@ -366,7 +365,8 @@ def _warm_starts(plan: Plan, M: int, storage: optuna.storages.BaseStorage):
         other = name[len(prefix):]
         if name.startswith(prefix) and other.isdigit() and int(other) != M:
             tuned[int(other)] = read_records(optuna.load_study(study_name=name, storage=storage))
-    return first_trials(plan.space, plan.device.name, M, plan.cfg.sampler, tuned)
+    return first_trials(plan.space, plan.device.name, M, plan.cfg.sampler, tuned,
+                        prior_files=plan.prior_sources if plan.cfg.sampler.prior_trials > 0 else None)
 
 
 def _describe_study(study: optuna.Study, plan: Plan, M: int) -> None:
