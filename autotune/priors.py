@@ -15,7 +15,6 @@ compared with (or the table it is judged on), and copying it would prove nothing
 
 from __future__ import annotations
 
-import glob
 import json
 import math
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from autotune.bench.replay import GridTable
+from autotune.bench.replay import GridTable, expand_table_paths
 from autotune.errors import UserError
 from autotune.formats import device_token, dtype_token, parse_file_name, read_entries
 from autotune.space import Config, SearchSpace
@@ -139,16 +138,9 @@ def load_prior_sources(patterns: Optional[Iterable[str]] = None,
         paths = sorted(bundled_files_dir().glob("*.json")) * (kinds != "tables") \
             + sorted(bundled_tables_dir().glob("*.json")) * (kinds != "shipped")
     else:
-        paths = []
-        for pattern in patterns:
-            p = Path(pattern).expanduser()
-            found = sorted(p.glob("*.json")) if p.is_dir() else sorted(map(Path,
-                                                                            glob.glob(str(p))))
-            if not found:
-                raise UserError(f"sampler.prior_files: nothing found at {pattern}; give vLLM "
-                                f"config files or moe-grid-table/1 tables (files, globs or "
-                                f"folders), or null for the bundled ones")
-            paths.extend(found)
+        paths = expand_table_paths(patterns, "sampler.prior_files",
+                                   "vLLM config files or moe-grid-table/1 tables (files, globs "
+                                   "or folders), or null for the bundled ones")
     out: list[PriorSource] = []
     for path in paths:
         if parse_file_name(path.name) is not None:

@@ -77,7 +77,9 @@ class GridTable:
                 f"{s['dtype']} M={self.M} on {self.device_name}")
 
 
-def expand_table_paths(patterns: Iterable[str]) -> list[Path]:
+def expand_table_paths(patterns: Iterable[str], setting: str = "benchmark.tables",
+                       expected: str = "moe-grid-table/1 files, globs or folders") -> list[Path]:
+    """The JSON files at these paths, folders (their *.json) or globs; each must match one."""
     paths: list[Path] = []
     for pattern in patterns:
         p = Path(pattern).expanduser()
@@ -86,8 +88,7 @@ def expand_table_paths(patterns: Iterable[str]) -> list[Path]:
         else:
             matched = [Path(x) for x in sorted(glob.glob(str(p)))]
         if not matched:
-            raise UserError(f"benchmark.tables: nothing found at {pattern}; give moe-grid-table/1 "
-                            f"files, globs or folders")
+            raise UserError(f"{setting}: nothing found at {pattern}; give {expected}")
         paths.extend(matched)
     return paths
 
