@@ -89,10 +89,10 @@ class CompilePool:
         if self.workers <= 0:
             return 0.0, None
         key = self._key(config, M)
-        self._submit(config, M)
+        future = self._submit(config, M)
         start = time.perf_counter()
         try:
-            seconds, error = self._futures[key].result()
+            seconds, error = future.result()
         except BrokenProcessPool:
             # A compiler crash takes the pool down: start a new one; the measuring worker will
             # compile this config itself if it can.
@@ -114,10 +114,12 @@ class CompilePool:
 
         return SearchSpace.key(config), use_naive_assignment(M * self.spec.topk, self.spec.E, None)
 
-    def _submit(self, config: Mapping[str, int], M: int) -> None:
+    def _submit(self, config: Mapping[str, int], M: int) -> Future:
+        """The config's compile, started now unless it already was."""
         key = self._key(config, M)
         if key not in self._futures:
             self._futures[key] = self._executor().submit(_compile, dict(config), M)
+        return self._futures[key]
 
     def _speculate_more(self) -> None:
         """Keep the spare workers busy with the speculative list."""
@@ -125,10 +127,8 @@ class CompilePool:
         spare = self.workers - RESERVED_WORKERS
         while self._later and len(self._speculating) < spare:
             config, M = self._later.popleft()
-            key = self._key(config, M)
-            if key not in self._futures:
-                self._submit(config, M)
-                self._speculating.append(self._futures[key])
+            if self._key(config, M) not in self._futures:
+                self._speculating.append(self._submit(config, M))
 
     def close(self) -> None:
         if self._pool is not None:

@@ -66,15 +66,11 @@ def main() -> None:
                                                              plan.shape.block_shape)
             if shipped is not None:
                 candidates["shipped"] = shipped.entry_for(M, plan.shape.block_shape)["runs_as"]
-            names, configs = [], []
-            for name, config in candidates.items():  # one timing per distinct config
-                names.append(name)
-                configs.append(config)
-            distinct = {SearchSpace.key(c): c for c in configs}
+            # One timing per distinct config (the tuned entry is often one of the others).
+            distinct = {SearchSpace.key(c): c for c in candidates.values()}
             timed = dict(zip(distinct, retime(bench, list(distinct.values()), M, args.rounds)))
-            row = {"M": M, "recorded_best_us": ranked[0]["us"], "configs": {}}
-            for name, config in zip(names, configs):
-                row["configs"][name] = {"config": config, **timed[SearchSpace.key(config)]}
+            row = {"M": M, "recorded_best_us": ranked[0]["us"], "configs": {
+                name: {"config": c, **timed[SearchSpace.key(c)]} for name, c in candidates.items()}}
             grid_best = min(v["us"] for k, v in row["configs"].items()
                             if k.startswith("grid") and v.get("us"))
             row["tuned_over_grid_best"] = row["configs"]["tuned"]["us"] / grid_best
