@@ -7,12 +7,9 @@
 # into $OUT/campaign_a.tgz (the tool brings back at most 8 files).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site:$PWD || exit 1
-export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0
+source benchmarks/campaign/setup.sh
 FINAL=${OUT:-/tmp/out}; W=/tmp/campaign_a; rm -rf "$W"; mkdir -p "$W" "$FINAL"
 log() { echo "[$(date +%T)] $*" | tee -a "$W/campaign.log"; }
-smi() { nvidia-smi --query-gpu=index,name,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw --format=csv; }
 smi >"$W/gpu_start.csv"; cat "$W/gpu_start.csv"
 python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$W/campaign.log"
 grid() {  # grid GPU M TAG TIMEOUT

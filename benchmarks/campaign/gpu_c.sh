@@ -4,9 +4,7 @@
 # one exists for the card), report and check; stopped with SIGINT at $LIMIT s, resumable.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site:$PWD || exit 1
-export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0
+source benchmarks/campaign/setup.sh
 FINAL=${OUT:-/tmp/out}; mkdir -p "$FINAL"
 t0=$(date +%s)
 OUT=$FINAL LIMIT=${LIMIT:-330} benchmarks/minimax_m25_tp4_h100.sh benchmark.compile_workers=14 \

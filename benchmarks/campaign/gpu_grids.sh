@@ -7,13 +7,10 @@
 # Bounded by GRID_LIMIT seconds (SIGINT: the bucket in flight is resumable); packed into $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site:$PWD || exit 1
-export PYTHONUNBUFFERED=1 TRITON_INTERPRET=0
+source benchmarks/campaign/setup.sh
 FINAL=${OUT:-/tmp/out}; TAG=${TAG:-grids}; W=/tmp/$TAG; rm -rf "$W"; mkdir -p "$W" "$FINAL"
 if [ -n "${RESUME_DB:-}" ]; then cp "$RESUME_DB" "$W/grid.db"; fi  # an interrupted pass goes on
 log() { echo "[$(date +%T)] $*" | tee -a "$W/campaign.log"; }
-smi() { nvidia-smi --query-gpu=index,name,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw --format=csv; }
 smi >"$W/gpu_start.csv"; cat "$W/gpu_start.csv"
 python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$W/campaign.log"
 if [ "${TESTS:-0}" = 1 ]; then

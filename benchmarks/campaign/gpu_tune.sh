@@ -7,10 +7,7 @@
 #     LIMIT=200 COLD=1 benchmarks/campaign/gpu_tune.sh [key=value ...]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-if [ ! -d /tmp/site/optuna ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-fi
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 TRITON_INTERPRET=0
+source benchmarks/campaign/setup.sh
 if [ "${COLD:-0}" = 1 ]; then export TRITON_CACHE_DIR=$(mktemp -d /tmp/triton_cold.XXXX); fi
 out=benchmarks/$TAG; mkdir -p "$out"
 compare=(); if [ -n "${COMPARE:-}" ]; then compare=("compare_with='$COMPARE'"); fi
