@@ -121,8 +121,7 @@ TABLE_TOP = 8
 
 def load_shipped_files(patterns: Optional[Iterable[str]] = None) -> list[ShippedFile]:
     """The vLLM files at the given paths, folders or globs; None: the bundled vLLM files."""
-    sources = load_prior_sources(patterns, "shipped" if patterns is None else "both")
-    return [f for f in sources if isinstance(f, ShippedFile)]
+    return [f for f in load_prior_sources(patterns, "shipped") if isinstance(f, ShippedFile)]
 
 
 def load_prior_sources(patterns: Optional[Iterable[str]] = None,
