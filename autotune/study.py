@@ -303,9 +303,11 @@ class BucketTuner:
     def _enqueue(self, warm_starts: Iterable[tuple[str, Mapping[str, int]]]) -> list[Config]:
         """Queue the warm starts not measured or queued yet; return the configs queued."""
         queued: list[Config] = []
-        waiting = {SearchSpace.key(self.space.decode(t.params))
+        # A queued trial's config is its fixed_params: another run may be popping it right now,
+        # its params half written.
+        waiting = {SearchSpace.key(self.space.decode(t.system_attrs["fixed_params"]))
                    for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-                   if t.params}
+                   if set(t.system_attrs.get("fixed_params", ())) == set(self.space.params)}
         for source, config in warm_starts:
             config = {k: int(config[k]) for k in self.space.params}
             key = SearchSpace.key(config)

@@ -85,6 +85,20 @@ def test_warm_starts_are_measured_first_and_skip_what_the_study_already_holds(be
     assert len({SearchSpace.key(c) for c in configs}) == 6  # resumed: nothing measured twice
 
 
+def test_a_queued_trial_another_run_is_half_way_through_popping_does_not_break_queueing(bench):
+    # Another run pops a WAITING trial and writes its params one by one: a reader can see the
+    # trial still WAITING with some params. The queue is read from the trial's fixed_params.
+    warm = first_trials(SPACE, H200, 64, SamplerConfig(prior_trials=2))
+    study = new_study()
+    study.enqueue_trial(SPACE.encode(warm[0][1]))
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))[0]
+    name = next(iter(SPACE.params))
+    study._storage.set_trial_param(waiting._trial_id, name, SPACE.encode(warm[0][1])[name],
+                                   SPACE.distributions()[name])
+    queued = BucketTuner(study=study, space=SPACE, bench=bench, M=64, budget=3)._enqueue(warm)
+    assert queued == [c for _, c in warm[1:]]  # the half-popped trial still counts as queued
+
+
 def test_neighbour_bests_take_the_nearest_tuned_bucket_on_each_side_best_first():
     a, b, c, d = cfg(), cfg(GROUP_SIZE_M=16), cfg(GROUP_SIZE_M=32), cfg(GROUP_SIZE_M=64)
     tuned = {
