@@ -73,7 +73,7 @@ class SamplerConfig:
     # prior_gp (autotune/prior_gp.py): kernel correlation per ladder step; the prior's weight
     step_correlation: float = 0.3
     group_correlation: float = 0.8
-    prior_weight: float = 1.5
+    prior_weight: float = 0.5
     # Warm starts, measured first in this order (autotune/warm_starts.py):
     neighbour_trials: int = 2  # best configs of each nearest already-tuned bucket (below, above)
     warm_start_default: bool = True  # vLLM's default config for the bucket
@@ -83,6 +83,9 @@ class SamplerConfig:
     # tables, as files/folders/globs; null: the bundled ones (autotune/vllm_configs, grid_tables).
     prior_files: Optional[List[str]] = None
     prior_source: str = "both"  # both | shipped (vLLM's files) | tables (recorded tables)
+    # A recorded table (every config of the space timed with our kernel) counts like this many
+    # entries of a vLLM file (one tuned winner each).
+    prior_table_weight: float = 16.0
     # Proposals asked ahead of their measurement, so the compile pool builds them while the GPU
     # times others. 1: each proposal sees every result before it (offline, 4 raised the p90 of
     # measurements to within 1% from 5 to 8; its GPU-time gain is not measured yet).

@@ -50,7 +50,7 @@ from autotune.config import (
 )
 from autotune.errors import UserError
 from autotune.formats import device_token
-from autotune.priors import PriorSource, bucket_prior, load_prior_sources
+from autotune.priors import PriorSource, PriorWeights, bucket_prior, load_prior_sources
 from autotune.samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler
 from autotune.shape import MoEShape
 from autotune.space import SearchSpace
@@ -169,7 +169,8 @@ def _run_table(group: Group, M: int, settings: Settings, seed: int,
     bench.reseed(seed * 1_000_003 + M)
     prior = None
     if settings.sampler.name == "prior_gp":
-        prior = bucket_prior(group.space, group.device_name, M, files=prior_files)
+        prior = bucket_prior(group.space, group.device_name, M, files=prior_files,
+                             weights=PriorWeights(table=settings.sampler.prior_table_weight))
     sampler = make_sampler(settings.sampler, seed=seed, space=group.space, prior=prior)
     study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), direction="minimize",
                                 sampler=sampler, pruner=make_pruner(settings.pruner))

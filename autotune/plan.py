@@ -105,6 +105,9 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     _check_choice("benchmark.l2", cfg.benchmark.l2, ("hot", "cold"))
     _check_choice("benchmark.routing", cfg.benchmark.routing, ("uniform", "skewed"))
     _check_choice("benchmark.swap_ab", cfg.benchmark.swap_ab, ("auto", "on", "off"))
+    if cfg.sampler.prior_table_weight < 0:
+        raise UserError(f"sampler.prior_table_weight={cfg.sampler.prior_table_weight}: must be 0 "
+                        "or more (0: recorded tables do not count)")
     _check_positive("trials", cfg.trials)
     _check_positive("workers", cfg.workers)
     if cfg.patience is not None:

@@ -172,7 +172,7 @@ class PriorWeights:
     m_octaves: float = 1.0  # an entry one octave of batch size away weighs exp(-1)
     other_quant: float = 0.1  # an entry from a file of another dtype or quantization block
     other_device: float = 0.5  # an entry from a file for another GPU
-    table: float = 1.0  # a recorded table counts like this many entries of a shipped file
+    table: float = 16.0  # a recorded table counts like this many entries of a shipped file
 
 
 def rank_configs(space: SearchSpace, files: Iterable[PriorSource], device_name: str, M: int,
@@ -207,14 +207,15 @@ def prior_scores(space: SearchSpace, files: Iterable[PriorSource], device_name: 
 def bucket_prior(space: SearchSpace, device_name: str, M: int,
                  prior_files: Optional[Iterable[str]] = None,
                  files: Optional[Sequence[PriorSource]] = None,
-                 prior_source: str = "both") -> Optional[np.ndarray]:
+                 prior_source: str = "both",
+                 weights: PriorWeights = PriorWeights()) -> Optional[np.ndarray]:
     """The prior density of each config of space.configs() for bucket M (for prior_gp).
 
     files: already loaded sources; else those at prior_files (None: the bundled ones) of the
     kinds prior_source names.
     """
     files = files if files is not None else load_prior_sources(prior_files, prior_source)
-    return prior_scores(space, files, device_name, M)[1]
+    return prior_scores(space, files, device_name, M, weights)[1]
 
 
 def space_index(space: SearchSpace, configs: Iterable[Config]) -> np.ndarray:

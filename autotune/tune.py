@@ -28,7 +28,7 @@ from autotune.consolidate import consolidate, existing_studies
 from autotune.errors import UserError
 from autotune.formats import Written, config_file_name, sglang_subdir, write_config_file
 from autotune.plan import Plan
-from autotune.priors import bucket_prior
+from autotune.priors import PriorWeights, bucket_prior
 from autotune.samplers import make_pruner, make_sampler
 from autotune.space import SearchSpace
 from autotune.storage import is_mine, open_storage
@@ -335,7 +335,8 @@ def _triton_version(plan: Plan) -> str:
 def _prior(plan: Plan, M: int) -> Optional[np.ndarray]:
     if plan.cfg.sampler.name != "prior_gp":
         return None
-    return bucket_prior(plan.space, plan.device.name, M, files=plan.prior_sources)
+    return bucket_prior(plan.space, plan.device.name, M, files=plan.prior_sources,
+                        weights=PriorWeights(table=plan.cfg.sampler.prior_table_weight))
 
 
 def _sampler(plan: Plan, prior: Optional[np.ndarray]) -> optuna.samplers.BaseSampler:

@@ -22,6 +22,7 @@ from autotune.config import SamplerConfig
 from autotune.errors import UserError
 from autotune.priors import (
     PriorSource,
+    PriorWeights,
     ShippedFile,
     load_prior_sources,
     nearest_config,
@@ -64,7 +65,8 @@ def first_trials(space: SearchSpace, device_name: str, M: int, cfg: SamplerConfi
         files = prior_files if prior_files is not None else load_prior_sources(cfg.prior_files,
                                                                          cfg.prior_source)
         taken = 0
-        for config in rank_configs(space, files, device_name, M):
+        for config in rank_configs(space, files, device_name, M,
+                                   PriorWeights(table=cfg.prior_table_weight)):
             if taken >= cfg.prior_trials:
                 break
             if SearchSpace.key(config) not in seen:

@@ -36,6 +36,8 @@ def refused(result, *words):
     (["shape=qwen35_tp1", "device=h100", "sampler.prior_source=vllm"],
      ["sampler.prior_source=vllm", "both, shipped, tables"]),
     (["shape=qwen35_tp1", "device=h100", "search_space=huge"], ["search_space/huge", "vllm"]),
+    (["shape=qwen35_tp1", "device=h100", "sampler.prior_table_weight=-1"],
+     ["sampler.prior_table_weight=-1.0", "0 or more"]),
 ])
 def test_bad_configuration_is_refused_with_the_value_named(tmp_path, args, words):
     refused(run_cli(*args, "dry_run=true", cwd=tmp_path), *words)

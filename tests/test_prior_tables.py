@@ -7,6 +7,7 @@ import pytest
 from autotune.config import SamplerConfig, ShapeConfig
 from autotune.errors import UserError
 from autotune.priors import (
+    PriorWeights,
     RecordedTable,
     ShippedFile,
     bucket_prior,
@@ -71,6 +72,23 @@ def test_a_table_prior_favours_the_tables_winners():
     top = rank_configs(QWEN, [minimax], H200, 16)[0]
     assert SearchSpace.key(top) in {SearchSpace.key(c) for c in minimax.ranked[:4]}
     assert (top["BLOCK_SIZE_N"], top["num_stages"]) == (128, 2)
+
+
+def test_the_table_weight_sets_how_much_a_table_counts_against_vllm_files():
+    shipped = load_prior_sources(None, "shipped")
+    minimax = RecordedTable.load(MINIMAX)
+    # Weight 0: the table says nothing; the prior is the vLLM files'.
+    assert (rank_configs(QWEN, shipped + [minimax], H200, 16, PriorWeights(table=0))
+            == rank_configs(QWEN, shipped, H200, 16))
+    # The heavier the table, the more the prior's favourites are the table's winners.
+    winners = {SearchSpace.key(c) for c in minimax.ranked}
+    shares = [sum(SearchSpace.key(c) in winners for c in rank_configs(
+        QWEN, shipped + [minimax], H200, 16, PriorWeights(table=w))[:8]) for w in (1, 16, 256)]
+    assert shares[0] < shares[2] and shares == sorted(shares)
+    # The same weight reaches the warm starts.
+    light, heavy = (first_trials(QWEN, H200, 16, SamplerConfig(prior_table_weight=w),
+                                 None, shipped + [minimax]) for w in (0, 256))
+    assert light != heavy
 
 
 def test_prior_source_picks_shipped_files_tables_or_both():

@@ -11,7 +11,13 @@ from autotune.bench.replay import ReplayBenchmarker
 from autotune.config import PrunerConfig, SamplerConfig, SearchSpaceConfig, ShapeConfig
 from autotune.errors import UserError
 from autotune.prior_gp import PriorGPSampler
-from autotune.priors import ShippedFile, bucket_prior, load_shipped_files, rank_configs
+from autotune.priors import (
+    ShippedFile,
+    bucket_prior,
+    load_prior_sources,
+    load_shipped_files,
+    rank_configs,
+)
 from autotune.samplers import IncumbentPruner, make_pruner, make_sampler
 from autotune.shape import MoEShape
 from autotune.space import SearchSpace
@@ -170,7 +176,8 @@ def test_the_default_sampler_preset_matches_the_schema_defaults():
     assert composed == SamplerConfig()
     assert composed.name == "prior_gp" and composed.prior_trials == 2
     assert composed.n_startup_trials == 0 and composed.step_correlation == 0.3
-    assert composed.prior_weight == 1.5 and composed.prior_source == "both"
+    assert composed.prior_weight == 0.5 and composed.prior_source == "both"
+    assert composed.prior_table_weight == 16
 
 
 def test_prior_gp_proposes_only_new_configs_the_space_allows(bench):
@@ -181,7 +188,7 @@ def test_prior_gp_proposes_only_new_configs_the_space_allows(bench):
     assert len(outcome.records) == 40
     assert outcome.excluded == 0 and outcome.duplicates == 0
     # With nothing measured it proposes the prior's favourite.
-    assert outcome.records[0].config == rank_configs(SPACE, load_shipped_files(None), H200,
+    assert outcome.records[0].config == rank_configs(SPACE, load_prior_sources(None), H200,
                                                      16)[0]
 
 
