@@ -48,6 +48,9 @@ def config(bm, bn, bk, group=1, warps=4, stages=3, swap=False):
 
 SMALLEST = config(16, 32, 16, stages=2)  # many K steps, masked K edge
 SMALLEST_FP8 = config(16, 32, 32, stages=2)  # fp8 tl.dot needs K >= 32 on the GPU
+# BLOCK_SIZE_M=8, as vLLM's shipped files hold at small M (E=256,N=256 H200 at M=1: this one).
+EIGHT_ROWS = config(8, 32, 128, stages=4)
+EIGHT_ROWS_SWAP = config(8, 64, 128, stages=4, swap=True)
 MID = config(32, 64, 64, group=8)
 SWAP = config(16, 64, 128, group=16, swap=True)
 LARGE = config(128, 128, 256, warps=8)  # BLOCK_SIZE_K 256 -> 128 with block quantization
@@ -75,6 +78,12 @@ CASES = [
     ("m16-top8-bf16", 16, 16, 8, 200, 72, "bf16", None, BF16, MID, None),
     ("m100-top2-bf16-ep-swap", 100, 8, 2, 136, 40, "bf16", None, BF16, SWAP, 5),
     ("m3-top2-int8-bf16-act", 3, 16, 2, 200, 72, "int8_w8a16", None, BF16, SMALLEST, None),
+    ("m1-top8-fp8block-8rows-naive", 1, 32, 8, 200, 160, "fp8_w8a8", BLOCK, F16, EIGHT_ROWS, None),
+    ("m3-top8-fp8block-8rows-swap", 3, 16, 8, 200, 160, "fp8_w8a8", BLOCK, F16, EIGHT_ROWS_SWAP,
+     None),
+    ("m16-top2-fp16-8rows-ep", 16, 8, 2, 136, 40, "fp16", None, F16, EIGHT_ROWS, 5),
+    ("m3-top8-fp8block-bf16-act-8rows", 3, 16, 8, 200, 160, "fp8_w8a8", BLOCK, BF16, EIGHT_ROWS,
+     None),
 ]
 
 
@@ -195,6 +204,8 @@ def test_kernel_config_follows_vllm():
     [
         ({"SPLIT_K": 1}, "unknown config keys"),
         ({"BLOCK_SIZE_N": 48}, "BLOCK_SIZE_N must be a power of two"),
+        ({"BLOCK_SIZE_M": 4}, "BLOCK_SIZE_M must be a power of two >= 8"),
+        ({"BLOCK_SIZE_N": 8}, "BLOCK_SIZE_N must be a power of two >= 16"),
         ({"num_warps": 3}, "num_warps"),
         ({"GROUP_SIZE_M": 0}, "GROUP_SIZE_M"),
         ({"BLOCK_SIZE_K": 16}, "BLOCK_SIZE_K must be >= 32 for fp8"),
