@@ -1,11 +1,13 @@
-"""The search benchmark behind benchmarks/search/README.md (CPU only; about 15 minutes on 2 cores).
+"""The search benchmark behind benchmarks/search/README.md (CPU only; about 50 minutes on 2 cores).
 
     PYTHONPATH=. python benchmarks/search/run.py [--tables tests/data/grids] [--repeats 20]
-        [--workers 2] [--only main,loto,noise,pruning,stopping,neighbours,optuna_gp,shapes]
+        [--workers 2] [--only main,loto,noise,pruning,stopping,neighbours,optuna_gp,shapes,shapes_cv]
 
 `shapes` (leave one shape out) judges every table of --shape-tables (the qwen35 tables of vLLM's
-kernel and the minimax tables of ours) with the prior learned only from bundled sources of other
-shapes or GPUs: autotune/priors.py drops those of the table's own GPU and shape.
+kernel, the minimax and deepseek tables of ours) with the prior learned only from bundled sources
+of other shapes or GPUs: autotune/priors.py drops those of the table's own GPU and shape.
+`shapes_cv` puts the choice of settings inside the leave-one-shape-out loop: the held-out shape's
+tables take no part in choosing, nor in the prior of the tables it is chosen on.
 
 Every number comes from `autotune.evaluate.evaluate`: the real study code on the recorded tables.
 Writes benchmarks/search/results/<part>.json (settings, summaries, one compact row per run) and
@@ -97,15 +99,16 @@ def score(runs: list[Run]) -> tuple[float, float]:
 
 # Leave one shape out: the default and the alternatives asked about (benchmarks/search/README.md).
 SHAPES = {
-    "**prior_gp (default)**": ("prior_gp", [], {}),
-    "prior_gp, the earlier default (prior weight 0.5, step correlation 0.5)": (
-        "prior_gp", ["sampler.prior_weight=0.5", "sampler.step_correlation=0.5"], {}),
-    "prior_gp, prior weight 0.5": ("prior_gp", ["sampler.prior_weight=0.5"], {}),
+    "**prior_gp (default: prior weight 0.5, a table counts 16 file entries)**": ("prior_gp", [], {}),
+    "prior_gp, the default until 2026-12-02 (prior weight 1.5, a table counts 1 entry)": (
+        "prior_gp", ["sampler.prior_weight=1.5", "sampler.prior_table_weight=1"], {}),
+    "prior_gp, a table counts 1 entry": ("prior_gp", ["sampler.prior_table_weight=1"], {}),
+    "prior_gp, a table counts 64 entries": ("prior_gp", ["sampler.prior_table_weight=64"], {}),
+    "prior_gp, prior weight 1.5": ("prior_gp", ["sampler.prior_weight=1.5"], {}),
     "prior_gp, prior from vLLM's shipped files only": ("prior_gp",
                                                        ["sampler.prior_source=shipped"], {}),
     "prior_gp, prior from recorded tables only": ("prior_gp", ["sampler.prior_source=tables"], {}),
-    "prior_gp, step correlation 0.3": ("prior_gp", ["sampler.step_correlation=0.3"], {}),
-    "prior_gp, step correlation 0.7": ("prior_gp", ["sampler.step_correlation=0.7"], {}),
+    "prior_gp, step correlation 0.5": ("prior_gp", ["sampler.step_correlation=0.5"], {}),
     "prior_gp, 4 prior trials": ("prior_gp", ["sampler.prior_trials=4"], {}),
     "prior_gp, 3 random trials after the warm starts": ("prior_gp",
                                                         ["sampler.n_startup_trials=6"], {}),
@@ -115,9 +118,37 @@ SHAPES = {
     "prior_gp (default), neighbours below": ("prior_gp", [], {"neighbours": "below"}),
     "prior_gp (default), neighbours both": ("prior_gp", [], {"neighbours": "both"}),
 }
-# Tables the settings were chosen on (before the other minimax tables were recorded).
-TUNED_ON = {"NVIDIA_H200_E256_N384_K3072_fp8block_M16_passa.json"} | {
-    f"NVIDIA_H200_E256_N512_K2048_fp8block_M{M}.json" for M in (1, 16, 64, 256, 4096)}
+SHAPE_NAMES = {"N512_K2048": "qwen35", "N384_K3072": "minimax", "N256_K7168": "deepseek"}
+
+
+def shape_name(table: str) -> str:
+    return next((name for key, name in SHAPE_NAMES.items() if key in table), table)
+
+
+def shapes_cv_grid() -> dict[str, list[str]]:
+    """The prior_gp settings the leave-one-shape-out selection chooses from."""
+    grid = {}
+    for weight in (0.5, 1.0, 1.5):
+        for rho in (0.3, 0.5, 0.7):
+            for prior in (2, 4):
+                base = [f"sampler.prior_weight={weight}", f"sampler.step_correlation={rho}",
+                        f"sampler.prior_trials={prior}"]
+                for table in (1, 16, 64):
+                    grid[f"weight={weight} rho={rho} prior={prior} table={table}"] = base + [
+                        f"sampler.prior_table_weight={table}"]
+                grid[f"weight={weight} rho={rho} prior={prior} tables only"] = base + [
+                    "sampler.prior_source=tables"]
+    return grid
+
+
+def prior_without(shape: str) -> list[str]:
+    """sampler.prior_files: the bundled vLLM files and every bundled table but `shape`'s."""
+    from autotune.priors import bundled_files_dir, bundled_tables_dir
+
+    tables = [str(p) for p in sorted(bundled_tables_dir().glob("*.json"))
+              if shape_name(p.name) != shape]
+    return ["sampler.prior_files=[" + ",".join(f'"{p}"' for p in [str(bundled_files_dir())]
+                                               + tables) + "]"]
 
 
 def shape_tables(patterns: list[str]) -> list[Path]:
@@ -145,8 +176,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--shape-tables", nargs="+", default=["tests/data/grids", "benchmarks/tables"])
-    ap.add_argument("--only",
-                    default="main,loto,priors,neighbours,noise,pruning,stopping,optuna_gp,shapes")
+    ap.add_argument("--only", default="main,loto,priors,neighbours,noise,pruning,stopping,"
+                                      "optuna_gp,shapes,shapes_cv")
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     paths = expand_table_paths(args.tables)
@@ -352,34 +383,73 @@ def main() -> None:
         spaths = shape_tables(args.shape_tables)
         results = {name: run_method(spaths, p, o, args.repeats, args.workers, **opt)
                    for name, (p, o, opt) in SHAPES.items()}
-        groups = {"tuned on (qwen35 x5, minimax M=16)": lambda n: n in TUNED_ON,
-                  "held out (minimax, recorded after)": lambda n: n not in TUNED_ON,
-                  "minimax, all": lambda n: "N384_K3072" in n,
-                  "qwen35, all": lambda n: "N512_K2048" in n}
+        groups = {name: (lambda n, name=name: shape_name(n) == name)
+                  for name in SHAPE_NAMES.values()} | {"all": lambda n: True}
         md.extend(["### Leave one shape out", "",
-                   "Prior from bundled sources of other shapes/GPUs only. Pooled (median / p90 / "
-                   "miss rate, measurements to 1%):", "",
-                   "| method | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)])
-        for name, res in results.items():
-            runs = [Run(**d) for d in res["runs"]]
-            cells = []
-            for keep in groups.values():
-                rs = [r for r in runs if keep(r.table)]
-                if not rs:
-                    cells.append("-")
-                    continue
-                s = summarize(rs)
-                cells.append(f"{_num(s['median_evals_to_1pct'])} / {_num(s['p90_evals_to_1pct'])}"
-                             f" / {s['miss_rate_1pct']:.2f}")
-            md.append(f"| {name} | " + " | ".join(cells) + " |")
+                   "Prior from bundled sources of other shapes/GPUs only."])
+        for within in ("1", "2"):
+            md.extend(["", f"Pooled (median / p90 / miss rate, measurements to {within}%):", "",
+                       "| method | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)])
+            for name, res in results.items():
+                runs = [Run(**d) for d in res["runs"]]
+                cells = []
+                for keep in groups.values():
+                    s = summarize([r for r in runs if keep(r.table)])
+                    cells.append(f"{_num(s[f'median_evals_to_{within}pct'])} / "
+                                 f"{_num(s[f'p90_evals_to_{within}pct'])} / "
+                                 f"{s[f'miss_rate_{within}pct']:.2f}")
+                md.append(f"| {name} | " + " | ".join(cells) + " |")
         md.extend(["", "Per table (median / p90 / miss rate, measurements to 1%):", ""])
         for name, res in results.items():
             md.append(f"- {name}: " + "; ".join(
-                f"{'N512' if 'N512' in t else 'N384'} {c}" for t, c in
-                zip(res["per_table"], per_table_lines(res))))
+                f"{shape_name(t)} {c}" for t, c in zip(res["per_table"], per_table_lines(res))))
         md.append("")
         print("\n".join(md), flush=True)
         save("shapes", {k: compact(v) for k, v in results.items()})
+
+    if "shapes_cv" in parts:
+        # Honest held-out numbers for the selection itself: for each shape, choose the setting
+        # with the best score on the other shapes' tables (prior without the held-out shape's
+        # tables, not even as a source for the others), then judge it on the held-out shape.
+        # Deterministic sampler: 3 repeats.
+        spaths = shape_tables(args.shape_tables)
+        grid = shapes_cv_grid()
+        folds, held_runs = [], []
+        for shape in SHAPE_NAMES.values():
+            train = [p for p in spaths if shape_name(p.name) != shape]
+            test = [p for p in spaths if shape_name(p.name) == shape]
+            scores = {}
+            for name, o in grid.items():
+                res = run_method(train, "prior_gp", o + prior_without(shape), 3, args.workers)
+                scores[name] = score([Run(**d) for d in res["runs"]])
+            chosen = min(scores, key=lambda n: scores[n])  # dict order breaks ties
+            res = run_method(test, "prior_gp", grid[chosen] + prior_without(shape), 3,
+                             args.workers)
+            runs = [Run(**d) for d in res["runs"]]
+            held_runs.extend(runs)
+            folds.append({"held_out": shape, "chosen": chosen, "train_score": scores[chosen],
+                          "held_out_summary": summarize(runs),
+                          "per_table": {r.table: r.evals_to(0.01) for r in runs}})
+            print(f"held out {shape}: chose {chosen} ({scores[chosen][0]:.2f})", flush=True)
+        pooled = summarize(held_runs)
+        md.extend(["### Leave one shape out, the selection included", "",
+                   f"For each shape: the prior_gp setting (grid of {len(grid)}: prior weight x "
+                   "step correlation x prior trials x table weight or tables-only prior) with "
+                   f"the best score on the other shapes' tables (mean measurements to 1%, a miss "
+                   f"= {MISS_COST}), the prior built without the held-out shape's tables; judged "
+                   "on the held-out shape.", "",
+                   "| held-out shape | chosen on the others | train score | median to 1% | p90 "
+                   "| miss | per table |", "|---|---|---|---|---|---|---|"])
+        for f in folds:
+            s = f["held_out_summary"]
+            md.append(f"| {f['held_out']} | {f['chosen']} | {f['train_score'][0]:.2f} | "
+                      f"{_num(s['median_evals_to_1pct'])} | {_num(s['p90_evals_to_1pct'])} | "
+                      f"{s['miss_rate_1pct']:.2f} | "
+                      + ", ".join(f"{t.split('_fp8block_')[-1][:-5]}: {n}"
+                                  for t, n in f["per_table"].items()) + " |")
+        md.extend(["", HEAD, SEP, row("**held-out pooled**", pooled), ""])
+        print("\n".join(md), flush=True)
+        save("shapes_cv", {"grid": grid, "folds": folds, "pooled": pooled})
 
 
 if __name__ == "__main__":
