@@ -93,11 +93,10 @@ class PriorGPSampler(optuna.samplers.BaseSampler):
         rows, values = [], []
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
         for t in study.get_trials(deepcopy=False, states=states):
-            params = t.system_attrs.get("fixed_params", {}) if t.state == TrialState.WAITING \
-                else t.params
-            if t.number == trial.number or set(params) != set(self.space.params):
+            config = self.space.trial_config(t)
+            if t.number == trial.number or config is None:
                 continue
-            row = self._row.get(SearchSpace.key(self.space.decode(params)))
+            row = self._row.get(SearchSpace.key(config))
             if row is None or row in taken:
                 continue  # excluded by the constraints, or a duplicate
             taken.add(row)

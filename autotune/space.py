@@ -163,6 +163,18 @@ class SearchSpace:
     def decode(self, indices: Mapping[str, int]) -> Config:
         return {k: self.params[k][int(indices[k])] for k in self.params}
 
+    def trial_config(self, trial) -> Optional[Config]:
+        """The config an Optuna trial stands for; None while its parameters are incomplete.
+
+        A queued (WAITING) trial's config is the fixed_params it was queued with: another run may
+        be popping it, its params half written.
+        """
+        from optuna.trial import TrialState
+
+        params = (trial.system_attrs.get("fixed_params", {}) if trial.state == TrialState.WAITING
+                  else trial.params)
+        return self.decode(params) if set(params) == set(self.params) else None
+
     def contains(self, config: Mapping[str, int]) -> bool:
         try:
             self.encode(config)

@@ -277,8 +277,8 @@ class BucketTuner:
             return False
         key = SearchSpace.key(config)
         for t in trials:
-            if (t.number == trial.number or len(t.params) != len(self.space.params)
-                    or SearchSpace.key(self.space.decode(t.params)) != key):
+            other = self.space.trial_config(t)
+            if t.number == trial.number or other is None or SearchSpace.key(other) != key:
                 continue
             if t.state == TrialState.RUNNING:
                 self._abandon(trial, config, "duplicate_of_running", t.number)
@@ -303,11 +303,8 @@ class BucketTuner:
     def _enqueue(self, warm_starts: Iterable[tuple[str, Mapping[str, int]]]) -> list[Config]:
         """Queue the warm starts not measured or queued yet; return the configs queued."""
         queued: list[Config] = []
-        # A queued trial's config is its fixed_params: another run may be popping it right now,
-        # its params half written.
-        waiting = {SearchSpace.key(self.space.decode(t.system_attrs["fixed_params"]))
-                   for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-                   if set(t.system_attrs.get("fixed_params", ())) == set(self.space.params)}
+        waiting = {SearchSpace.key(c) for c in map(self.space.trial_config, self.study.get_trials(
+            deepcopy=False, states=(TrialState.WAITING,))) if c is not None}
         for source, config in warm_starts:
             config = {k: int(config[k]) for k in self.space.params}
             key = SearchSpace.key(config)
@@ -324,9 +321,8 @@ class BucketTuner:
             return
         # Configs in flight here or measured by another run right now are not queued again.
         in_flight = {SearchSpace.key(c) for _, c in pending}
-        in_flight |= {SearchSpace.key(self.space.decode(t.params))
-                      for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                      if len(t.params) == len(self.space.params)}
+        in_flight |= {SearchSpace.key(c) for c in map(self.space.trial_config, self.study.get_trials(
+            deepcopy=False, states=(TrialState.RUNNING,))) if c is not None}
         for config in self.space.configs():
             key = SearchSpace.key(config)
             if key not in self._seen and key not in in_flight:
