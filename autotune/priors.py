@@ -24,6 +24,7 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 
 from autotune.bench.replay import GridTable, expand_table_paths
+from autotune.config import SamplerConfig
 from autotune.errors import UserError
 from autotune.formats import device_token, dtype_token, parse_file_name, read_entries
 from autotune.space import Config, SearchSpace
@@ -172,7 +173,8 @@ class PriorWeights:
     m_octaves: float = 1.0  # an entry one octave of batch size away weighs exp(-1)
     other_quant: float = 0.1  # an entry from a file of another dtype or quantization block
     other_device: float = 0.5  # an entry from a file for another GPU
-    table: float = 16.0  # a recorded table counts like this many entries of a shipped file
+    # a recorded table counts like this many entries of a shipped file
+    table: float = SamplerConfig.prior_table_weight
 
 
 def rank_configs(space: SearchSpace, files: Iterable[PriorSource], device_name: str, M: int,
