@@ -106,11 +106,13 @@ class BenchmarkConfig:
     calls_per_graph: int = 10
     warmup_replays: int = 5
     replays: int = 20
-    l2: str = "hot"  # hot (same weights every call, as vLLM's tuner) | cold (rotate weight copies)
+    # What L2 holds when a call starts (autotune/bench/timing.py): hot (same weights every call,
+    # as vLLM's tuner) | cold (rotate weight copies) | layers (a stack of layers, as serving runs)
+    l2: str = "hot"
     routing: str = "uniform"  # uniform | skewed
     routing_skew: float = 1.0  # exponent of the skewed (Zipf-like) expert popularity
     seed: int = 0
-    swap_ab: str = "auto"  # auto: as vLLM runs each config on this GPU (swapped on Hopper) | on | off
+    swap_ab: str = "auto"  # auto: as vLLM runs each config on this GPU (autotune/vllm_rules.py) | on | off
     compile_workers: int = -1  # processes compiling ahead; -1: all CPU cores but two
     # Configs the prior ranks first, compiled in the pool's spare time (prior_gp; 0: off).
     speculate: int = 128

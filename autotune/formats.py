@@ -56,15 +56,6 @@ def sglang_subdir(triton_version: str) -> str:
     return "triton_" + "_".join(triton_version.split("+")[0].split(".")[:3])
 
 
-def runs_as(config: Mapping[str, int], block_shape: Optional[tuple[int, int]]) -> Config:
-    """The config the kernel really runs: with block quantization BLOCK_SIZE_K is capped at
-    block_k (a BLOCK_SIZE_K=256 entry of a [128,128] file runs as 128)."""
-    out = {k: int(config[k]) for k in KERNEL_PARAMS}
-    if block_shape is not None:
-        out["BLOCK_SIZE_K"] = min(out["BLOCK_SIZE_K"], block_shape[1])
-    return out
-
-
 def render(entries: Mapping[int, Mapping[str, int]], triton_version: Optional[str]) -> str:
     """JSON text as vLLM's tuner writes it: triton_version, ascending keys, 4 spaces, newline.
 

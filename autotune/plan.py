@@ -22,8 +22,10 @@ from autotune.samplers import PRUNERS, SAMPLERS
 from autotune.shape import MoEShape
 from autotune.space import SearchSpace
 from autotune.storage import default_storage_url
+from autotune.vllm_rules import VLLM_VERSION
 
 BENCHMARK_KINDS = ("auto", "gpu", "interpreter", "replay")
+L2_MODES = ("hot", "cold", "layers")  # see autotune/bench/timing.py
 
 
 @dataclass
@@ -102,7 +104,7 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     _check_choice("sampler.name", cfg.sampler.name, SAMPLERS)
     _check_choice("sampler.prior_source", cfg.sampler.prior_source, PRIOR_SOURCES)
     _check_choice("pruner.name", cfg.pruner.name, PRUNERS)
-    _check_choice("benchmark.l2", cfg.benchmark.l2, ("hot", "cold"))
+    _check_choice("benchmark.l2", cfg.benchmark.l2, L2_MODES)
     _check_choice("benchmark.routing", cfg.benchmark.routing, ("uniform", "skewed"))
     _check_choice("benchmark.swap_ab", cfg.benchmark.swap_ab, ("auto", "on", "off"))
     if cfg.sampler.prior_table_weight < 0:
@@ -149,7 +151,8 @@ def benchmark_identity(cfg: Config, kind: str) -> dict[str, Any]:
     from autotune.kernel.version import KERNEL_VERSION
 
     b = cfg.benchmark
-    identity: dict[str, Any] = {"kind": kind, "kernel": KERNEL_VERSION}
+    # The vLLM whose runtime rules (kernel variant, BLOCK_SIZE_K clamp, shortcuts) were timed.
+    identity: dict[str, Any] = {"kind": kind, "kernel": KERNEL_VERSION, "vllm": VLLM_VERSION}
     if kind == "gpu":
         identity.update(calls_per_graph=b.calls_per_graph, replays=b.replays, l2=b.l2,
                         routing=b.routing)

@@ -23,6 +23,7 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
+from autotune import vllm_rules
 from autotune.bench.replay import GridTable, expand_table_paths
 from autotune.config import SamplerConfig
 from autotune.errors import UserError
@@ -255,11 +256,8 @@ def _entry_points(space: SearchSpace, files: Iterable[PriorSource], device_name:
 
 
 def as_run(space: SearchSpace, entry: Config) -> Config:
-    """The config the target kernel would run: a BLOCK_SIZE_K above the block is the block."""
-    block = space.context.shape.block_shape
-    if block is None:
-        return entry
-    return {**entry, "BLOCK_SIZE_K": min(entry["BLOCK_SIZE_K"], block[1])}
+    """The config the target kernel would run (vLLM's BLOCK_SIZE_K clamp)."""
+    return vllm_rules.runs_as(entry, space.context.shape.block_shape)
 
 
 def nearest_config(space: SearchSpace, entry: Config) -> Config:

@@ -22,7 +22,7 @@ from typing import Any, Optional
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune.baselines import vllm_default_config
+from autotune import vllm_rules
 from autotune.consolidate import CONSOLIDATION, MIDPOINT, existing_studies
 from autotune.errors import UserError
 from autotune.formats import config_file_name, write_atomic
@@ -131,7 +131,7 @@ def _first_pass(M: int, measured: list[FrozenTrial], shape: dict) -> dict[str, A
     ok = [t for t in measured if t.user_attrs.get("us") is not None]
     best = min(ok, key=lambda t: t.user_attrs["us"]) if ok else None
     block = tuple(shape["block_shape"]) if shape.get("block_shape") else None
-    default = vllm_default_config(M, shape["E"], shape["dtype"], block)
+    default = vllm_rules.default_config(M, shape["E"], shape["dtype"], block)
     seen = {SearchSpace.key({k: t.user_attrs["config"][k] for k in KERNEL_PARAMS}): t
             for t in measured}
     d = seen.get(SearchSpace.key(default))
@@ -242,6 +242,7 @@ def render_markdown(data: dict[str, Any], plots_note: Optional[str] = None) -> s
         f"N={s['N']} K={s['K']} top-{s['topk']} {s['dtype']}{block}",
         f"- Device: {data['device']}; benchmark: "
         + ", ".join(f"{k}={v}" for k, v in bench.items()),
+        f"- Timed as vLLM runs the kernel: {_fidelity(bench, s['dtype'])}",
         f"- Search space: {data['search_space']}; studies `{data['studies']}` in "
         f"`{data['storage']}`",
         "- Latency: microseconds per MoE call; trials are measurements, excluded the proposals "
@@ -315,6 +316,32 @@ def render_markdown(data: dict[str, Any], plots_note: Optional[str] = None) -> s
               ["![latency per bucket](latency.png)", "", "![speedup per bucket](speedup.png)", "",
                "![best so far against trials, per bucket](trials.png)"])
     return "\n".join(lines) + "\n"
+
+
+_L2_MODES = {
+    "hot": "hot L2 (the same weights in every call, as vLLM's tuner: at small M they are served "
+           "from L2, unlike in serving)",
+    "cold": "cold L2 (the calls rotate over copies of the weights)",
+    "layers": "layer stack (each call is another layer with its own weights and routing, so "
+              "weights come from HBM as in a forward pass; time per layer)",
+}
+
+
+def _fidelity(bench: dict[str, Any], dtype: str) -> str:
+    """Which vLLM's rules were timed, the kernel variant, the L2 mode, and what was not timed."""
+    if bench.get("kind") not in ("gpu", "interpreter"):
+        return "as the recorded tables were timed (see each table's `timing`)."
+    swap = ("SWAP_AB where vLLM sets it (fp8 on capability 9.0, BLOCK_SIZE_M < 64, "
+            "BLOCK_SIZE_N >= 64)" if dtype == "fp8_w8a8" else f"no SWAP_AB (vLLM never swaps {dtype})")
+    if bench.get("swap_ab") in ("on", "off"):
+        swap = f"SWAP_AB forced {bench['swap_ab']} (benchmark.swap_ab; not what vLLM runs)"
+    version = bench.get("vllm", "an unrecorded version")
+    where = ("the Triton interpreter on the CPU" if bench["kind"] == "interpreter"
+             else _L2_MODES.get(bench.get("l2", "hot"), str(bench.get("l2"))))
+    return (f"vLLM {version}'s rules, {swap}, BLOCK_SIZE_K clamped to the quantization block, "
+            f"vLLM's small-M shortcut; {where}. "
+            "vLLM's tensor-descriptor path (`VLLM_TRITON_USE_TD=1`: unquantized weights on "
+            "capability >= 10.0) was not timed.")
 
 
 _TIMING_CAVEAT = {

@@ -18,10 +18,10 @@ from typing import Callable, Iterator, Mapping, Optional
 from autotune.config import SearchSpaceConfig
 from autotune.errors import UserError
 from autotune.shape import MoEShape
+from autotune.vllm_rules import CONFIG_KEYS
 
 # The keys of a vLLM config entry, in the order vLLM's tuner writes them.
-KERNEL_PARAMS = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "GROUP_SIZE_M", "num_warps",
-                 "num_stages")
+KERNEL_PARAMS = CONFIG_KEYS
 
 Config = dict[str, int]
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from autotune.baselines import vllm_default_config
+from autotune import vllm_rules
 from autotune.bench.replay import FORMAT
 from autotune.formats import device_token, write_atomic
 from autotune.space import KERNEL_PARAMS, SearchSpace
@@ -37,7 +37,7 @@ def timing_description(identity: Mapping[str, Any]) -> str:
 def grid_table(plan, outcome: BucketOutcome, environment: Mapping[str, Any]) -> dict:
     s = plan.shape
     timings = {SearchSpace.key(r.config): r for r in outcome.records}
-    default = vllm_default_config(outcome.M, s.E, s.dtype, s.block_shape)
+    default = vllm_rules.default_config(outcome.M, s.E, s.dtype, s.block_shape)
     default_record = timings.get(SearchSpace.key(default))
     results = []
     for r in outcome.records:

@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from autotune.baselines import nearest_entry, vllm_default_config
+from autotune import vllm_rules
 from autotune.config import SamplerConfig
 from autotune.errors import UserError
 from autotune.priors import (
@@ -57,10 +57,10 @@ def first_trials(space: SearchSpace, device_name: str, M: int, cfg: SamplerConfi
         add(f"neighbour_M{other}", config)
     shape = space.context.shape
     if cfg.warm_start_default:
-        add("vllm_default", vllm_default_config(M, shape.E, shape.dtype, shape.block_shape))
+        add("vllm_default", vllm_rules.default_config(M, shape.E, shape.dtype, shape.block_shape))
     if cfg.warm_start_file:
         user = ShippedFile.load(_existing(cfg.warm_start_file))
-        add("file", nearest_config(space, nearest_entry(user.entries, M)))
+        add("file", nearest_config(space, vllm_rules.nearest_entry(user.entries, M)))
     if cfg.prior_trials > 0:
         files = prior_files if prior_files is not None else load_prior_sources(cfg.prior_files,
                                                                          cfg.prior_source)

@@ -55,7 +55,7 @@ def expected_entries(url):
     fastest of its measured configs that the kernel runs as written, and vLLM's default."""
     from optuna.trial import TrialState
 
-    from autotune.baselines import vllm_default_config
+    from autotune import vllm_rules
     from autotune.formats import check_entry
 
     entries = {}
@@ -65,7 +65,7 @@ def expected_entries(url):
         if not settled:
             continue
         times = table_times(M)
-        default = vllm_default_config(M, 256, "fp8_w8a8", (128, 128))
+        default = vllm_rules.default_config(M, 256, "fp8_w8a8", (128, 128))
         candidates = [json.dumps(t.user_attrs["config"], sort_keys=True) for t in trials
                       if t.state == TrialState.COMPLETE and t.user_attrs.get("measured")
                       and t.user_attrs.get("us") is not None

@@ -11,7 +11,6 @@ from autotune.formats import (
     device_token,
     read_entries,
     render,
-    runs_as,
     sglang_subdir,
     write_atomic,
 )
@@ -49,12 +48,6 @@ def test_sglang_keeps_the_full_device_name_and_a_folder_per_triton_version():
         "E=64,N=1536,device_name=NVIDIA_H200_NVL,dtype=fp8_w8a8,block_shape=[128, 128].json")
     assert sglang_subdir("3.6.0") == "triton_3_6_0"
     assert sglang_subdir("3.5.1+git1234abcd") == "triton_3_5_1"
-
-
-def test_runs_as_caps_block_k_at_the_quantization_block():
-    entry = {**ENTRY, "BLOCK_SIZE_K": 256}
-    assert runs_as(entry, (128, 128))["BLOCK_SIZE_K"] == 128
-    assert runs_as(entry, None) == entry
 
 
 ENTRY = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": 128, "GROUP_SIZE_M": 1,

@@ -35,3 +35,26 @@ def test_cpu_smoke_run_writes_a_valid_file(tmp_path):
     path = tmp_path / "E=8,N=64,device_name=cpu.json"
     assert check_file(path) == []
     assert list(json.loads(path.read_text())) == ["triton_version", "1", "4"]
+
+
+def test_layer_stack_inputs_give_each_layer_its_own_weights_and_routing():
+    from autotune.bench.timing import TimerSpec, _Problem
+
+    spec = TimerSpec(E=16, N=32, K=64, topk=2, dtype="fp16", block_shape=None, l2="layers")
+    layers = _Problem(spec, "cpu").inputs(M=8, copies=4)
+    assert len(layers) == 4
+    for a in layers:
+        for b in layers:
+            if a is not b:
+                assert a.weights.w1.data_ptr() != b.weights.w1.data_ptr()  # other memory
+                assert not (a.topk_ids == b.topk_ids).all()  # other routing
+                assert not (a.x == b.x).all()  # other hidden states
+
+
+def test_cold_copies_share_the_routing_and_only_rotate_the_weights():
+    from autotune.bench.timing import TimerSpec, _Problem
+
+    spec = TimerSpec(E=16, N=32, K=64, topk=2, dtype="fp16", block_shape=None, l2="cold")
+    first, second = _Problem(spec, "cpu").inputs(M=8, copies=2)
+    assert first.weights.w1.data_ptr() != second.weights.w1.data_ptr()
+    assert first.topk_ids is second.topk_ids and first.x is second.x

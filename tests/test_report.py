@@ -11,8 +11,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from autotune.baselines import nearest_entry, vllm_default_config
-from autotune.formats import check_file, read_entries, runs_as
+from autotune import vllm_rules
+from autotune.formats import check_file, read_entries
 from autotune.space import SearchSpace
 from tests.conftest import GRIDS, VLLM_CONFIGS, replay_args, run_cli
 
@@ -77,14 +77,14 @@ def test_report_numbers_match_the_study_and_the_recorded_tables(run):
         # The entry is the file's, timed as the table recorded it (replay re-times exactly).
         assert b["entry"] == entries[M]
         assert b["tuned_us"] == times[SearchSpace.key(entries[M])]
-        default = vllm_default_config(M, 256, "fp8_w8a8", BLOCK)
+        default = vllm_rules.default_config(M, 256, "fp8_w8a8", BLOCK)
         assert b["default_us"] == times[SearchSpace.key(default)]
         assert b["speedup_vs_default"] == pytest.approx(b["default_us"] / b["tuned_us"])
         assert b["verification"] == "not verified (replay)"
         # The shipped file's entry for M, as the kernel runs it; n/a where the table lacks it.
-        file_config = nearest_entry(shipped, M)
+        file_config = vllm_rules.nearest_entry(shipped, M)
         assert b["file_config"] == file_config
-        file_us = times.get(SearchSpace.key(runs_as(file_config, BLOCK)))
+        file_us = times.get(SearchSpace.key(vllm_rules.runs_as(file_config, BLOCK)))
         assert b["file_us"] == file_us
         if file_us is None:
             assert b["file_note"] == "not in the recorded table" and b["speedup_vs_file"] is None

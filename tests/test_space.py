@@ -3,7 +3,7 @@
 import optuna
 import pytest
 
-from autotune.baselines import nearest_entry, vllm_default_config
+from autotune import vllm_rules
 from autotune.config import SearchSpaceConfig, ShapeConfig
 from autotune.errors import UserError
 from autotune.shape import MoEShape
@@ -51,7 +51,7 @@ def test_encoding_is_ladder_indices_and_round_trips():
 
 def test_suggest_takes_enqueued_configs_from_an_optuna_trial():
     space = SearchSpace.from_config(VLLM, FP8_BLOCK, None)
-    config = vllm_default_config(64, 256, "fp8_w8a8", (128, 128))
+    config = vllm_rules.default_config(64, 256, "fp8_w8a8", (128, 128))
     study = optuna.create_study()
     study.enqueue_trial(space.encode(config))
     assert space.suggest(study.ask()) == config
@@ -78,13 +78,13 @@ def test_a_space_with_nothing_left_is_refused():
     (256, 64, 128, 32, 3),
 ])
 def test_vllm_default_fp8_block_config(M, block_m, block_n, group, stages):
-    c = vllm_default_config(M, 256, "fp8_w8a8", (128, 128))
+    c = vllm_rules.default_config(M, 256, "fp8_w8a8", (128, 128))
     assert (c["BLOCK_SIZE_M"], c["BLOCK_SIZE_N"], c["GROUP_SIZE_M"], c["num_stages"]) == (
         block_m, block_n, group, stages)
 
 
 def test_nearest_entry_takes_the_smaller_key_on_a_tie():
     entries = {16: {"k": 16}, 32: {"k": 32}}
-    assert nearest_entry(entries, 24) == {"k": 16}
-    assert nearest_entry(entries, 25) == {"k": 32}
-    assert nearest_entry(entries, 4096) == {"k": 32}
+    assert vllm_rules.nearest_entry(entries, 24) == {"k": 16}
+    assert vllm_rules.nearest_entry(entries, 25) == {"k": 32}
+    assert vllm_rules.nearest_entry(entries, 4096) == {"k": 32}

@@ -6,7 +6,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from autotune.baselines import vllm_default_config
+from autotune import vllm_rules
 from autotune.bench.replay import ReplayBenchmarker
 from autotune.config import PrunerConfig, SamplerConfig, SearchSpaceConfig, ShapeConfig
 from autotune.errors import UserError
@@ -69,7 +69,7 @@ def test_warm_starts_come_in_order_neighbours_default_file_prior_each_once():
     # M=64 is two octaves from 16, M=1 four: the nearer neighbour comes first.
     assert sources[:3] == ["neighbour_M64", "neighbour_M1", "vllm_default"]
     assert warm[0][1] == cfg(BLOCK_SIZE_N=32) and warm[1][1] == cfg(num_stages=4)
-    assert warm[2][1] == vllm_default_config(16, 256, "fp8_w8a8", (128, 128))
+    assert warm[2][1] == vllm_rules.default_config(16, 256, "fp8_w8a8", (128, 128))
     assert sources[3:] == ["file", "prior", "prior", "prior"]
     # The H100 E=256,N=384 file's M=16 entry, as the kernel runs it here.
     h100 = json.loads((VLLM_CONFIGS / settings.warm_start_file.split("/")[-1]).read_text())["16"]
@@ -205,7 +205,7 @@ def test_prior_gp_is_reproducible_for_a_seed(bench):
 # -- pruning -------------------------------------------------------------------------------------
 def test_first_look_prunes_clearly_slower_configs_and_keeps_their_time(bench):
     study = new_study(pruner=make_pruner(PrunerConfig(name="screen", margin=0.1)))
-    default = vllm_default_config(16, 256, "fp8_w8a8", (128, 128))
+    default = vllm_rules.default_config(16, 256, "fp8_w8a8", (128, 128))
     outcome = BucketTuner(study=study, space=SPACE, bench=bench, M=16, budget=30).run(
         [("vllm_default", default)])
     best = outcome.best
@@ -242,7 +242,7 @@ def test_patience_stops_a_bucket_once_the_best_stops_improving(bench):
     study = new_study(optuna.samplers.RandomSampler(seed=3))
     outcome = BucketTuner(study=study, space=SPACE, bench=bench, M=64, budget=200,
                           patience=5).run([("vllm_default",
-                                            vllm_default_config(64, 256, "fp8_w8a8", (128, 128)))])
+                                            vllm_rules.default_config(64, 256, "fp8_w8a8", (128, 128)))])
     assert outcome.stop_reason == "patience"
     assert _since_improvement(outcome.records) == 5
     assert len(outcome.records) < 200
@@ -337,7 +337,7 @@ def test_lookahead_prepares_before_measuring_and_leaves_nothing_running(bench, l
     recording = Recording(bench)
     study = new_study(make_sampler(SamplerConfig(name="prior_gp"), seed=1, space=SPACE,
                                    prior=bucket_prior(SPACE, H200, 16)))
-    warm = [("vllm_default", vllm_default_config(16, 256, "fp8_w8a8", (128, 128)))]
+    warm = [("vllm_default", vllm_rules.default_config(16, 256, "fp8_w8a8", (128, 128)))]
     outcome = BucketTuner(study=study, space=SPACE, bench=recording, M=16, budget=12,
                           lookahead=lookahead).run(warm)
     assert len(outcome.records) == 12 == len(set(recording.measured))

@@ -127,7 +127,7 @@ def timer_spec(plan, *, fault_config: Optional[dict] = None) -> TimerSpec:
                      calls_per_graph=b.calls_per_graph, warmup_replays=b.warmup_replays,
                      replays=b.replays, l2=b.l2, routing=b.routing, routing_skew=b.routing_skew,
                      seed=b.seed, l2_cache_bytes=int((l2 or 50) * 2**20), swap_ab=b.swap_ab,
-                     fault_config=fault_config)
+                     capability=plan.device.compute_capability, fault_config=fault_config)
 
 
 def _fault_config() -> Optional[dict]:

@@ -2,9 +2,19 @@
 
 `GpuTimer` times the whole MoE call (alignment, quantization, both GEMMs, activation, sum) with
 CUDA events around a CUDA graph of several calls, as vLLM's tuner does, but reports the median
-and spread over replays, and in `cold` L2 mode rotates the calls over several copies of the
-weights so the touched experts are not served from L2. `InterpreterTimer` runs the same call
-under the Triton interpreter and reports wall-clock time: a smoke test, not a GPU timing.
+and spread over replays. What the L2 cache holds when a call starts is the `l2` mode:
+
+- `hot`: the same weights and routing in every call (vLLM's tuner): at small M the touched
+  experts' weights are served from L2;
+- `cold`: the calls rotate over copies of the weights (same tokens and routing);
+- `layers`: a stack of MoE layers as a forward pass runs them: each layer has its own weights,
+  hidden states and routing, the layers run back to back in one graph, and the time is per
+  layer. Enough layers that the others' touched weights exceed L2 several times, so each layer
+  reads its weights from HBM, as in serving.
+
+Every config is timed in the variant vLLM runs on the spec's GPU (`vllm_rules.variant`).
+`InterpreterTimer` runs the same call under the Triton interpreter and reports wall-clock time:
+a smoke test, not a GPU timing.
 
 Both run inside the measuring worker process (see worker.py); they import torch and the kernel
 when built, so the parent process never does.
@@ -12,6 +22,7 @@ when built, so the parent process never does.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import statistics
@@ -19,6 +30,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any, Optional
+
+from autotune import vllm_rules
 
 # Relative-norm error a config's output may have against a reference that rounds at the same
 # points as the kernel, per weight dtype (activations: bf16, or fp16 for fp16 weights). Hopper's
@@ -39,28 +52,23 @@ class TimerSpec:
     calls_per_graph: int = 10
     warmup_replays: int = 5
     replays: int = 20
-    l2: str = "hot"
+    l2: str = "hot"  # hot | cold | layers (see the module docstring)
     routing: str = "uniform"
     routing_skew: float = 1.0
     seed: int = 0
     l2_cache_bytes: int = 50 * 2**20
     swap_ab: str = "auto"  # auto: as vLLM runs the config on this GPU | on | off
+    capability: Optional[tuple[int, int]] = None  # the GPU's compute capability; None: no GPU
+    min_layers: int = 4  # layers mode: at least this many layers (routings averaged over)
     fault_config: Optional[dict] = None  # test-only: this config faults on purpose
 
 
 def runtime_config(config: dict, spec: TimerSpec) -> dict:
-    """The config as vLLM runs it here: on Hopper, vLLM swaps A and B for small tiles by itself
-    (no key in the file), so `auto` times that variant; the file entry stays the plain config."""
-    if spec.swap_ab == "off":
-        return {**config, "SWAP_AB": False}
-    if spec.swap_ab == "on":
-        return {**config, "SWAP_AB": True}
-    import torch
-
-    from autotune.kernel import swap_ab_applies
-
-    hopper = torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9
-    return {**config, "SWAP_AB": hopper and swap_ab_applies(config)}
+    """The config as vLLM runs it on the spec's GPU (`auto`; the file entry stays the plain
+    config), or with SWAP_AB forced `on` or `off` to study the variants."""
+    if spec.swap_ab in ("on", "off"):
+        return {**config, "SWAP_AB": spec.swap_ab == "on"}
+    return {**config, "SWAP_AB": vllm_rules.swap_ab(config, spec.dtype, spec.capability)}
 
 
 def make_gpu_timer(spec: TimerSpec) -> "GpuTimer":
@@ -90,16 +98,29 @@ class _Problem:
         self.copies: list = []
 
     def inputs(self, M: int, copies: int = 1) -> list:
-        from autotune.kernel import make_inputs
+        """`copies` calls' inputs: other weight copies (cold), or other layers (layers)."""
+        import torch
+
+        from autotune.kernel import make_inputs, make_routing
 
         if self.M != M or len(self.copies) != copies:
             self.copies = []  # free the previous batch size's buffers first
             s = self.spec
             base = make_inputs(s.E, s.N, s.K, s.topk, M, s.dtype, s.block_shape, self.device,
                                routing=s.routing, skew=s.routing_skew, seed=s.seed)
-            # Same tokens and routing, other weight copies: only the weights rotate.
-            self.copies = [base] + [base.with_weights(base.weights.clone())
-                                    for _ in range(copies - 1)]
+            self.copies = [base]
+            for i in range(1, copies):
+                layer = base.with_weights(base.weights.clone())
+                if s.l2 == "layers":
+                    # Each layer routes its own tokens: fresh hidden states and top-k choices.
+                    seed = s.seed + 100 * i
+                    ids, weights = make_routing(M, s.E, s.topk, routing=s.routing,
+                                                skew=s.routing_skew, device=self.device, seed=seed)
+                    gen = torch.Generator(device=self.device).manual_seed(seed)
+                    x = torch.randn(base.x.shape, generator=gen, device=self.device)
+                    layer = dataclasses.replace(layer, x=x.to(base.x.dtype), topk_ids=ids,
+                                                topk_weights=weights)
+                self.copies.append(layer)
             self.M = M
         return self.copies
 
@@ -124,13 +145,19 @@ class GpuTimer:
 
         if not torch.cuda.is_available():
             raise RuntimeError("no CUDA GPU in the measuring worker")
+        present = tuple(torch.cuda.get_device_capability())
+        if spec.capability is not None and tuple(spec.capability) != present:
+            # The variant vLLM runs depends on it: timing another GPU's variant would mislead.
+            raise RuntimeError(f"the GPU has compute capability {present}, the plan's device "
+                               f"{tuple(spec.capability)}")
         self.torch = torch
         self.spec = spec
         self.problem = _Problem(spec, "cuda")
         self._verify_seed = 1000 + spec.seed
 
     def copies_for(self, M: int) -> int:
-        """Weight copies for cold L2: enough that one call's experts are evicted by the next."""
+        """Weight copies (cold) or layers: enough that the others' touched experts fill L2
+        three times over between two calls of the same one."""
         s = self.spec
         if s.l2 == "hot":
             return 1
@@ -140,13 +167,23 @@ class GpuTimer:
         wanted = max(2, math.ceil(3 * s.l2_cache_bytes / touched) + 1)
         free, _ = self.torch.cuda.mem_get_info()
         affordable = max(1, int(0.5 * free // (s.E * per_expert)))
+        if s.l2 == "layers":
+            return max(1, min(max(wanted, s.min_layers), affordable))
         return max(1, min(wanted, s.calls_per_graph, affordable))
+
+    def calls_for(self, copies: int) -> int:
+        """Calls in the graph: at least calls_per_graph, every layer called equally often."""
+        s = self.spec
+        if s.l2 != "layers":
+            return s.calls_per_graph
+        return copies * math.ceil(s.calls_per_graph / copies)
 
     def measure(self, config: dict, M: int) -> dict:
         from autotune.kernel import MoEPlan
 
         torch, s = self.torch, self.spec
         copies = self.problem.inputs(M, self.copies_for(M))
+        calls = self.calls_for(len(copies))
         plan = MoEPlan.create(copies[0], runtime_config(config, s))
         if s.fault_config and all(config.get(k) == v for k, v in s.fault_config.items()):
             _plant_fault(plan)
@@ -161,7 +198,7 @@ class GpuTimer:
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.stream(stream):
             with torch.cuda.graph(graph, stream=stream):
-                for i in range(s.calls_per_graph):
+                for i in range(calls):
                     plan.inputs = copies[i % len(copies)]
                     plan()
         torch.cuda.synchronize()
@@ -174,12 +211,12 @@ class GpuTimer:
             graph.replay()
             end[i].record()
         torch.cuda.synchronize()
-        samples = [a.elapsed_time(b) * 1000.0 / s.calls_per_graph
-                   for a, b in zip(start, end, strict=True)]
+        samples = [a.elapsed_time(b) * 1000.0 / calls for a, b in zip(start, end, strict=True)]
         del graph
         median, spread = _quantiles(samples)
+        copies_key = "layers" if s.l2 == "layers" else "weight_copies"
         return {"us": median, "spread": spread, "samples": samples,
-                "method": {"l2": s.l2, "weight_copies": len(copies),
+                "method": {"l2": s.l2, copies_key: len(copies), "calls_per_graph": calls,
                            "swap_ab": bool(plan.config["SWAP_AB"])}}
 
     def verify(self, config: dict, M: int) -> dict:

@@ -7,8 +7,8 @@ Public API:
 - :class:`MoECompiler`: compiles a config's kernels without launching them (compile-ahead pools),
   :class:`KernelCompileError` when it cannot;
 - :func:`kernel_config` (what the kernel runs for a config), :func:`shared_memory_bytes` (the
-  pre-filter estimate), :func:`swap_ab_applies` (vLLM's Hopper swap-AB rule) and
-  :data:`KERNEL_VERSION`;
+  pre-filter estimate) and :data:`KERNEL_VERSION`; which variant vLLM runs (SWAP_AB) is
+  :mod:`autotune.vllm_rules`'s to say;
 - :func:`make_inputs` / :class:`MoEInputs` / :class:`ExpertWeights`: random inputs;
 - :func:`reference_moe`, :func:`reference_align` and :func:`relative_error`: the correctness
   checks.
@@ -29,7 +29,6 @@ from .fused_moe import (
     kernel_config,
     moe_gemm,
     shared_memory_bytes,
-    swap_ab_applies,
 )
 from .inputs import (
     ROUTINGS,
@@ -69,6 +68,5 @@ __all__ = [
     "reference_moe",
     "relative_error",
     "shared_memory_bytes",
-    "swap_ab_applies",
     "use_naive_assignment",
 ]

@@ -28,11 +28,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .launch import launch
+from autotune.vllm_rules import naive_assignment
 
-# vLLM skips alignment when num_pairs * NAIVE_SPARSITY_FACTOR <= num_experts (and no expert map):
-# then almost every pair has its own expert and padding each to a block would waste the grid.
-NAIVE_SPARSITY_FACTOR = 4
+from .launch import launch
 
 
 @dataclass(frozen=True)
@@ -66,8 +64,9 @@ def aligned_buffer_length(num_pairs: int, num_experts: int, block_size_m: int) -
 def use_naive_assignment(
     num_pairs: int, num_experts: int, expert_map: torch.Tensor | None = None
 ) -> bool:
-    """vLLM's rule for skipping alignment: few pairs over many experts, no expert map."""
-    return expert_map is None and num_pairs * NAIVE_SPARSITY_FACTOR <= num_experts
+    """vLLM's rule for skipping alignment (:func:`autotune.vllm_rules.naive_assignment`): then
+    almost every pair has its own expert and padding each to a block would waste the grid."""
+    return naive_assignment(num_pairs, num_experts, expert_map=expert_map is not None)
 
 
 @triton.jit(do_not_specialize=["num_pairs", "length", "steps", "fill_span"])

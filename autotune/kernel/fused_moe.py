@@ -25,7 +25,8 @@ One addition: the optional config key ``SWAP_AB`` (default False) computes each 
 (B^T A^T)^T, so the weight tile's BLOCK_SIZE_N rows feed the tensor core's M side. It is meant for
 Hopper with BLOCK_SIZE_M < 64 and BLOCK_SIZE_N >= 64, where wgmma's M is at least 64 and a
 16-row token tile would waste it; it is valid (and tested) for any tile. vLLM applies it on its
-own on Hopper (:func:`swap_ab_applies`); measured on an H200 it is 4-30 % faster at M <= 64.
+own, for fp8 on capability 9.0 only (:func:`autotune.vllm_rules.swap_ab`); measured on an H200
+it is 4-30 % faster at M <= 64.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from typing import Any
 import torch
 import triton
 import triton.language as tl
+
+from autotune.vllm_rules import CONFIG_KEYS, block_size_k, grid_rows
 
 from .align import AlignedRouting, moe_align, naive_routing, use_naive_assignment
 from .inputs import MoEInputs
@@ -52,14 +55,6 @@ from .quant import (
 # names so results of different kernels never mix.
 from .version import KERNEL_VERSION  # noqa: E402,F401  (re-exported)
 
-CONFIG_KEYS = (
-    "BLOCK_SIZE_M",
-    "BLOCK_SIZE_N",
-    "BLOCK_SIZE_K",
-    "GROUP_SIZE_M",
-    "num_warps",
-    "num_stages",
-)
 OPTIONAL_CONFIG_KEYS = ("SWAP_AB",)
 
 
@@ -250,25 +245,13 @@ def kernel_config(
         # Triton's fp8 tl.dot needs K >= 32 on the GPU (the interpreter would accept 16).
         raise ValueError(f"BLOCK_SIZE_K must be >= 32 for fp8_w8a8, got {out['BLOCK_SIZE_K']}")
     if block_shape is not None:
-        block_k = min(block_shape)  # vLLM: min(BLOCK_SIZE_K, min(block_n, block_k))
-        out["BLOCK_SIZE_K"] = min(out["BLOCK_SIZE_K"], block_k)
+        out["BLOCK_SIZE_K"] = block_size_k(out["BLOCK_SIZE_K"], block_shape)
+        block_k = min(block_shape)
         if block_k % out["BLOCK_SIZE_K"]:
             raise ValueError(
                 f"BLOCK_SIZE_K {out['BLOCK_SIZE_K']} must divide the quantization block {block_k}"
             )
     return out
-
-
-def swap_ab_applies(config: Mapping[str, Any]) -> bool:
-    """The tile shapes for which vLLM and SGLang swap A and B on Hopper (SM90).
-
-    BLOCK_SIZE_M < 64 and BLOCK_SIZE_N >= 64 (vLLM PR #36559, SGLang PR #15712). vLLM decides this
-    itself (its config files have no such key). Measured on an H200 (benchmarks/kernel/README.md):
-    the recorded vLLM 0.33.0 table times at M=1 and at M=64's best 20 match our kernel with
-    SWAP_AB on (within 1-2 %) and not with it off (8-30 % slower), so to time what vLLM runs on
-    Hopper set ``SWAP_AB = swap_ab_applies(config)``.
-    """
-    return int(config["BLOCK_SIZE_M"]) < 64 and int(config["BLOCK_SIZE_N"]) >= 64
 
 
 def _operand_bytes(dtype: str) -> tuple[int, int]:
@@ -342,10 +325,7 @@ def moe_gemm(
     n_out, k_dim = b.shape[1], b.shape[2]
     bm, bn = cfg["BLOCK_SIZE_M"], cfg["BLOCK_SIZE_N"]
 
-    em = routing.em
-    if not routing.naive and a.shape[0] < bm:
-        # vLLM: with fewer rows than a block, at most rows_a * top_k blocks are non-empty.
-        em = min(em, a.shape[0] * top_k * bm)
+    em = routing.em if routing.naive else grid_rows(routing.em, a.shape[0], top_k, bm)
     grid = (triton.cdiv(em, bm) * triton.cdiv(n_out, bn),)
     if grid[0] == 0:
         return

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
+from autotune import vllm_rules  # noqa: E402
 from autotune.kernel import (  # noqa: E402
     KERNEL_VERSION,
     MoECompiler,
@@ -41,7 +42,6 @@ from autotune.kernel import (  # noqa: E402
     moe_align,
     naive_routing,
     reference_align,
-    swap_ab_applies,
     use_naive_assignment,
 )
 from autotune.kernel.align import _align_count_kernel, _align_scatter_kernel  # noqa: E402
@@ -68,8 +68,7 @@ def log(*args):
 
 def config_for(M: int) -> dict:
     cfg = dict(zip(KEYS, BEST[M], strict=True))
-    if torch.cuda.get_device_capability()[0] == 9:
-        cfg["SWAP_AB"] = swap_ab_applies(cfg)
+    cfg["SWAP_AB"] = vllm_rules.swap_ab(cfg, "fp8_w8a8", torch.cuda.get_device_capability())
     return cfg
 
 

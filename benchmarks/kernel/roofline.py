@@ -104,12 +104,12 @@ def time_interleaved(fns: dict) -> dict:
 
 
 def candidates(m: int) -> list[dict]:
-    from autotune.kernel import swap_ab_applies
+    from autotune import vllm_rules
 
     table = json.loads((TABLES / f"NVIDIA_H200_E256_N512_K2048_fp8block_M{m}.json").read_text())
     rows = sorted((r for r in table["results"] if r["us"] is not None), key=lambda r: r["us"])
-    hopper = torch.cuda.get_device_capability()[0] == 9
-    return [dict(r["config"], SWAP_AB=hopper and swap_ab_applies(r["config"]))
+    capability = torch.cuda.get_device_capability()
+    return [dict(r["config"], SWAP_AB=vllm_rules.swap_ab(r["config"], "fp8_w8a8", capability))
             for r in rows[:CANDIDATES]]  # fmt: skip
 
 

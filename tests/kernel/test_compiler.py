@@ -9,12 +9,12 @@ Triton's cache: nothing compiles again.
 import pytest
 import torch
 
+from autotune import vllm_rules
 from autotune.kernel import (
     KernelCompileError,
     MoECompiler,
     MoEPlan,
     make_inputs,
-    swap_ab_applies,
 )
 from autotune.kernel.launch import intercept_launches, kernel_name
 from autotune.kernel.quant import interpreting
@@ -145,7 +145,7 @@ def test_real_call_after_compile_compiles_nothing(device, shape, M, cfg):
 @pytest.mark.gpu
 def test_swap_ab_variant_is_the_one_compiled(device):
     cfg = config(32, 128, 128, stages=4)
-    cfg["SWAP_AB"] = swap_ab_applies(cfg)  # what the GPU benchmarker does on Hopper
+    cfg["SWAP_AB"] = vllm_rules.swap_ab(cfg, "fp8_w8a8", (9, 0))  # as vLLM runs it on Hopper
     compiler = MoECompiler(*QWEN)
     compiler.compile(cfg, 128)
     before = compiled_variants()

@@ -26,7 +26,6 @@ from autotune.kernel import (
     reference_moe,
     relative_error,
     shared_memory_bytes,
-    swap_ab_applies,
     use_naive_assignment,
 )
 from autotune.kernel.quant import interpreting
@@ -184,11 +183,6 @@ def test_gemm_writes_every_pair_row_and_zeros_for_other_gpus(device, swap, naive
         if local[p] >= 0:
             want = (x[p // topk] @ w1[local[p]].float().T) * weights[p]
         torch.testing.assert_close(c[p].float(), want, atol=2e-3, rtol=2e-3)
-
-
-def test_swap_ab_rule():
-    assert swap_ab_applies(config(16, 64, 128)) and swap_ab_applies(config(32, 256, 64))
-    assert not swap_ab_applies(config(64, 64, 128)) and not swap_ab_applies(config(16, 32, 128))
 
 
 def test_kernel_config_follows_vllm():
