@@ -24,7 +24,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import optuna
 
-from autotune.baselines import nearest_entry, vllm_default_config
+from autotune import vllm_rules
 from autotune.bench.protocol import Benchmarker
 from autotune.errors import UserError
 from autotune.formats import (
@@ -34,7 +34,6 @@ from autotune.formats import (
     dtype_token,
     parse_file_name,
     read_entries,
-    runs_as,
 )
 from autotune.shape import MoEShape
 from autotune.space import KERNEL_PARAMS, Config, SearchSpace
@@ -45,6 +44,10 @@ log = logging.getLogger(__name__)
 # Study user attributes written here (and read by the report).
 CONSOLIDATION = "consolidation"
 MIDPOINT = "midpoint"
+
+# First passes this close to the best one (or within twice its spread) are ties: those configs
+# are re-timed as finalists too.
+FINALIST_TIE = 0.01
 
 # A neighbour's config must beat the served one by more than this (or the timings' spread) to be
 # reported as better at a midpoint.
@@ -60,10 +63,10 @@ class Comparison:
 
     def entry_for(self, M: int, block_shape: Optional[tuple[int, int]]) -> dict[str, Any]:
         """The entry vLLM would take from this file for M tokens, and what the kernel runs."""
-        key = min(self.entries, key=lambda k: (abs(k - M), k))
-        config = nearest_entry(self.entries, M)
+        key = vllm_rules.nearest_key(self.entries, M)
+        config = vllm_rules.nearest_entry(self.entries, M)
         return {"file": self.path.name, "key": key, "config": config,
-                "runs_as": runs_as(config, block_shape)}
+                "runs_as": vllm_rules.runs_as(config, block_shape)}
 
 
 def load_comparison(path: str, shape: MoEShape, device_name: str) -> Comparison:
@@ -124,13 +127,20 @@ def _timing(samples: list[float], reason: Optional[str]) -> dict:
 # -- one bucket ------------------------------------------------------------------------------------
 def pick_finalists(records: Iterable[Record], M: int, block_shape: Optional[tuple[int, int]],
                    n: int) -> tuple[list[Record], list[dict]]:
-    """The n fastest measured configs the kernel runs exactly as written, and the faster ones
-    passed over because the kernel would rewrite or refuse them."""
+    """The n fastest measured configs the kernel runs exactly as written, and any others whose
+    first pass ties with the fastest's (up to 2n in all); also the faster ones passed over because
+    the kernel would rewrite or refuse them.
+
+    Ties join because a single first pass cannot order them: at decode sizes many configs lie
+    within 1% of each other, and the one that wins the re-timing is not always among the n with
+    the luckiest first pass.
+    """
     chosen: list[Record] = []
     skipped: list[dict] = []
     full = (r for r in records if r.candidate)  # pruned first looks are not finalists
     for r in sorted(full, key=lambda r: r.us):  # type: ignore[arg-type]
-        if len(chosen) == n:
+        tie = chosen and r.us <= chosen[0].us * (1 + max(FINALIST_TIE, 2 * chosen[0].spread))
+        if len(chosen) >= 2 * n or (len(chosen) >= n and not tie):
             break
         findings = check_entry(str(M), _kernel_config(r.config), block_shape)
         if findings:
@@ -155,7 +165,7 @@ def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, bench: Opti
     """
     records = read_records(study)
     chosen, skipped = pick_finalists(records, M, shape.block_shape, finalists)
-    default = vllm_default_config(M, shape.E, shape.dtype, shape.block_shape)
+    default = vllm_rules.default_config(M, shape.E, shape.dtype, shape.block_shape)
     file_entry = comparison.entry_for(M, shape.block_shape) if comparison else None
     inputs = {"finalists": [[r.number, r.config] for r in chosen], "default": default,
               "file": file_entry, "rounds": rounds}

@@ -9,13 +9,13 @@ from pathlib import Path
 import optuna
 import pytest
 
-from autotune.baselines import nearest_entry, vllm_default_config
+from autotune import vllm_rules
 from autotune.consolidate import CONSOLIDATION, MIDPOINT, pick_finalists, retime
 from autotune.errors import UserError
-from autotune.formats import check_entry, check_file, read_entries, runs_as
+from autotune.formats import check_entry, check_file, read_entries
 from autotune.plan import build_plan
 from autotune.space import SearchSpace
-from autotune.study import Record
+from autotune.study import Record, read_records
 from autotune.tune import tune
 from tests.conftest import GRIDS, VLLM_CONFIGS, compose, replay_args
 
@@ -66,7 +66,7 @@ def studies(plan) -> dict[int, optuna.Study]:
 def test_retime_interleaves_rounds_and_takes_the_median(tmp_path):
     plan = plan_for(tmp_path)
     bench = Recording(plan.replay)
-    configs = [vllm_default_config(M, 256, "fp8_w8a8", BLOCK) for M in (1, 16, 64)]
+    configs = [vllm_rules.default_config(M, 256, "fp8_w8a8", BLOCK) for M in (1, 16, 64)]
     timings = retime(bench, configs, 16, rounds=3)
     keys = [SearchSpace.key(c) for c in configs]
     a, b, c = keys
@@ -103,6 +103,17 @@ def test_finalists_skip_configs_the_kernel_would_rewrite():
     assert [r.number for r in chosen] == [1, 4, 5] and skipped == []
 
 
+def test_first_passes_that_tie_with_the_best_join_the_finalists():
+    # 10.0 is the best; 10.05 and 10.09 are within 1% of it, 10.2 is not.
+    records = [_record(1, 10.0), _record(2, 10.3), _record(3, 10.05), _record(4, 10.09),
+               _record(5, 10.2), _record(6, 11.0)]
+    chosen, _ = pick_finalists(records, 16, BLOCK, 2)
+    assert [r.number for r in chosen] == [1, 3, 4]
+    # Never more than twice the asked number, ties or not.
+    ties = [_record(i, 10.0 + i / 1000) for i in range(1, 10)]
+    assert len(pick_finalists(ties, 16, BLOCK, 2)[0]) == 4
+
+
 def test_entries_are_the_fastest_retimed_finalist_or_vllms_default(tmp_path):
     plan = plan_for(tmp_path, "trials=6", f"compare_with={VLLM_CONFIGS}", "finalists=3",
                     "retime_rounds=2")
@@ -117,12 +128,10 @@ def test_entries_are_the_fastest_retimed_finalist_or_vllms_default(tmp_path):
     for M, study in studies(plan).items():
         cons = study.user_attrs[CONSOLIDATION]
         times = table(M)
-        default = vllm_default_config(M, 256, "fp8_w8a8", BLOCK)
-        measured = sorted((t for t in study.trials if t.user_attrs.get("us") is not None),
-                          key=lambda t: t.user_attrs["us"])
-        finalists = [t.user_attrs["config"] for t in measured[:3]]
+        default = vllm_rules.default_config(M, 256, "fp8_w8a8", BLOCK)
+        finalists = [r.config for r in pick_finalists(read_records(study), M, BLOCK, 3)[0]]
         # The finalists, the default and the file's entry (as it runs), each in 2 rounds.
-        file_runs_as = runs_as(nearest_entry(shipped, M), BLOCK)
+        file_runs_as = vllm_rules.runs_as(vllm_rules.nearest_entry(shipped, M), BLOCK)
         contenders = {SearchSpace.key(c) for c in [*finalists, default, file_runs_as]}
         at_M = [k for m, k in retimed if m == M]
         assert set(at_M) == contenders
