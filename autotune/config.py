@@ -108,7 +108,7 @@ class BenchmarkConfig:
     replays: int = 20
     # What L2 holds when a call starts (autotune/bench/timing.py): hot (same weights every call,
     # as vLLM's tuner) | cold (rotate weight copies) | layers (a stack of layers, as serving runs)
-    l2: str = "hot"
+    l2: str = "layers"
     routing: str = "uniform"  # uniform | skewed
     routing_skew: float = 1.0  # exponent of the skewed (Zipf-like) expert popularity
     seed: int = 0

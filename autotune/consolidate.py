@@ -126,7 +126,7 @@ def _timing(samples: list[float], reason: Optional[str]) -> dict:
 
 # -- one bucket ------------------------------------------------------------------------------------
 def pick_finalists(records: Iterable[Record], M: int, block_shape: Optional[tuple[int, int]],
-                   n: int) -> tuple[list[Record], list[dict]]:
+                   n: int, tie: float = FINALIST_TIE) -> tuple[list[Record], list[dict]]:
     """The n fastest measured configs the kernel runs exactly as written, and any others whose
     first pass ties with the fastest's (up to 2n in all); also the faster ones passed over because
     the kernel would rewrite or refuse them.
@@ -139,8 +139,8 @@ def pick_finalists(records: Iterable[Record], M: int, block_shape: Optional[tupl
     skipped: list[dict] = []
     full = (r for r in records if r.candidate)  # pruned first looks are not finalists
     for r in sorted(full, key=lambda r: r.us):  # type: ignore[arg-type]
-        tie = chosen and r.us <= chosen[0].us * (1 + max(FINALIST_TIE, 2 * chosen[0].spread))
-        if len(chosen) >= 2 * n or (len(chosen) >= n and not tie):
+        ties = chosen and r.us <= chosen[0].us * (1 + max(tie, 2 * chosen[0].spread))
+        if len(chosen) >= 2 * n or (len(chosen) >= n and not ties):
             break
         findings = check_entry(str(M), _kernel_config(r.config), block_shape)
         if findings:
@@ -176,9 +176,9 @@ def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, bench: Opti
         return None
 
     start = time.perf_counter()
-    contenders = _unique([r.config for r in chosen] + [default]
-                         + ([file_entry["runs_as"]] if file_entry else []))
-    timed = dict(zip(map(SearchSpace.key, contenders), retime(bench, contenders, M, rounds)))
+    baselines = [default] + ([file_entry["runs_as"]] if file_entry else [])
+    chosen, timed, drift = _retime_finalists(bench, records, chosen, baselines, M, shape.block_shape,
+                                             finalists, rounds)
     timing = lambda config: timed[SearchSpace.key(config)]  # noqa: E731
 
     # Candidates for the entry: the finalists, and vLLM's default when the kernel runs it as is.
@@ -214,12 +214,40 @@ def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, bench: Opti
         "default": {"config": default, **timing(default)},
         "file": {**file_entry, **timing(file_entry["runs_as"])} if file_entry else None,
         "skipped": skipped,
+        "first_pass_drift": drift,
         "seconds": time.perf_counter() - start,
     }
     study.set_user_attr(CONSOLIDATION, result)
     if entry is not None:
         _log_bucket(result)  # once, when settled (a later lookup returns the stored result)
     return result
+
+
+def _retime_finalists(bench: Benchmarker, records: list[Record], chosen: list[Record],
+                      baselines: list[Config], M: int, block_shape: Optional[tuple[int, int]],
+                      n: int, rounds: int) -> tuple[list[Record], dict[tuple, dict], float]:
+    """Re-time the finalists with the baselines; if their re-timings show that their first passes
+    read fast (the first measurements of a process did, by up to 5% on an H200), pick the
+    finalists again with the tie band widened by that drift and re-time them all together.
+
+    Returns the finalists, the timings by config key, and the drift (median re-timed over first
+    pass of the first finalists; 1.0 when none could be compared).
+    """
+    def timings(finalists: list[Record]) -> dict[tuple, dict]:
+        contenders = _unique([r.config for r in finalists] + baselines)
+        return dict(zip(map(SearchSpace.key, contenders), retime(bench, contenders, M, rounds)))
+
+    timed = timings(chosen)
+    ratios = [timed[SearchSpace.key(r.config)]["us"] / r.us for r in chosen
+              if timed[SearchSpace.key(r.config)]["us"] and r.us]
+    drift = statistics.median(ratios) if ratios else 1.0
+    if drift > 1 + FINALIST_TIE:
+        wider, _ = pick_finalists(records, M, block_shape, n, tie=drift - 1 + FINALIST_TIE)
+        if {r.number for r in wider} - {r.number for r in chosen}:
+            log.info("M=%d: finalists re-timed %.1f%% slower than their first passes; re-timing "
+                     "%d configs within that band", M, 100 * (drift - 1), len(wider))
+            chosen, timed = wider, timings(wider)
+    return chosen, timed, drift
 
 
 def _unique(configs: Iterable[Config]) -> list[Config]:

@@ -22,8 +22,8 @@ CONFIG = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": 128, "GROUP_SI
           "num_warps": 4, "num_stages": 3}
 
 
-def gpu_plan(*overrides):
-    return build_plan(compose("shape=qwen35_tp1", "device=auto", "benchmark.replays=10",
+def gpu_plan(*overrides, shape="qwen35_tp1"):
+    return build_plan(compose(f"shape={shape}", "device=auto", "benchmark.replays=10",
                               *overrides))
 
 
@@ -35,7 +35,8 @@ def test_times_verifies_and_reports_the_method():
         assert first.ok and second.ok
         assert abs(first.us - second.us) / first.us < 0.05
         assert len(first.samples) == 10 and first.spread < 0.1
-        assert first.method["l2"] == "hot" and first.method["swap_ab"] in (True, False)
+        assert first.method["l2"] == "layers" and first.method["layers"] >= 4
+        assert first.method["swap_ab"] is True  # fp8, BLOCK_SIZE_M 16 < 64, BLOCK_SIZE_N 64, SM90
         assert bench.verify(CONFIG, 16) is True
         assert bench.environment["device"] == torch.cuda.get_device_name(0)
         stats = bench.stats()
@@ -49,6 +50,24 @@ def test_cold_l2_rotates_weight_copies():
     try:
         m = bench.measure(CONFIG, 1)
         assert m.ok and m.method["weight_copies"] >= 2
+    finally:
+        bench.close()
+
+
+def test_bf16_is_never_timed_swapped():
+    bench = open_benchmarker(gpu_plan(shape="qwen3_30b_a3b_tp1"))
+    try:
+        m = bench.measure(CONFIG, 1)
+        assert m.ok and m.method["swap_ab"] is False
+    finally:
+        bench.close()
+
+
+def test_hot_l2_reuses_one_set_of_weights():
+    bench = open_benchmarker(gpu_plan("benchmark.l2=hot"))
+    try:
+        m = bench.measure(CONFIG, 1)
+        assert m.ok and m.method["weight_copies"] == 1 and m.method["calls_per_graph"] == 10
     finally:
         bench.close()
 

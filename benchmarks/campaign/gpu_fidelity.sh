@@ -19,7 +19,7 @@ tune() {  # tune TAG LIMIT SHAPE SHIPPED key=value...
   local tag=$1 limit=$2 shape=$3 shipped=$4; shift 4
   local out=$R/$tag; mkdir -p "$out"; smi >"$out/gpu_start.csv"
   local t0=$(date +%s)
-  timeout -s INT "$limit" python3 -m autotune shape=$shape device=auto progress=false \
+  timeout -k 15 -s INT "$limit" python3 -m autotune shape=$shape device=auto progress=false \
     "compare_with='$shipped'" "storage=sqlite:///$out/studies.db" "output_dir=$out" "$@" \
     >"$out/run.log" 2>&1
   log "$tag rc=$? wall $(( $(date +%s) - t0 )) s ($*)"
@@ -32,21 +32,32 @@ if [ "$PHASE" = 1 ]; then
   tune qwen3_30b_bf16_layers_a 200 qwen3_30b_a3b_tp1 "$QWEN_SHIPPED" benchmark.l2=layers sampler.seed=0
   tune qwen3_30b_bf16_hot 120 qwen3_30b_a3b_tp1 "$QWEN_SHIPPED" benchmark.l2=hot sampler.seed=0
   tune mixtral_8x7b_bf16_layers 220 mixtral_8x7b_tp2 "$MIXTRAL_SHIPPED" benchmark.l2=layers
+elif [ "$PHASE" = 3 ]; then  # what phase 2 can do in 4 minutes of device time: decode sizes
+  tune qwen3_30b_bf16_layers_b 100 qwen3_30b_a3b_tp1 "$QWEN_SHIPPED" benchmark.l2=layers \
+    sampler.seed=1 benchmark.seed=1 "buckets=[1,2,4,8,16,32,64]"
+  tar czf "$OUT/fidelity_3a.tgz" "$R/qwen3_30b_bf16_layers_b"
+  t0=$(date +%s)
+  timeout -k 10 130 python3 benchmarks/campaign/compare.py --shape qwen3_30b_a3b_tp1 \
+    --tuned "layers_a=$(ls $R/qwen3_30b_bf16_layers_a/E=*.json)" \
+    "layers_b=$(ls $R/qwen3_30b_bf16_layers_b/E=*.json)" "hot=$(ls $R/qwen3_30b_bf16_hot/E=*.json)" \
+    --shipped "$QWEN_SHIPPED" --buckets 1,2,4,8,16,32,64,256,1024 --rounds 3 \
+    --out "$R/qwen3_30b_bf16_compare" benchmark.l2=layers >"$R/qwen3_30b_bf16_compare.log" 2>&1
+  log "compare rc=$? wall $(( $(date +%s) - t0 )) s"; tail -30 "$R/qwen3_30b_bf16_compare.log"
 else
   g=$R/qwen3_30b_bf16_grid; mkdir -p "$g"; t0=$(date +%s)
-  timeout -s INT 300 python3 -m autotune shape=qwen3_30b_a3b_tp1 device=auto sampler=grid \
+  timeout -k 15 -s INT 270 python3 -m autotune shape=qwen3_30b_a3b_tp1 device=auto sampler=grid \
     pruner=screen benchmark.l2=layers "buckets=[1,16]" benchmark.compile_workers=14 \
     progress=false storage=sqlite:///$g/grid.db output_dir=$g table_dir=$g/tables >"$g/grid.log" 2>&1
   log "grid rc=$? wall $(( $(date +%s) - t0 )) s"; grep -v "INFO\]" "$g/grid.log" | tail -8
-  tune qwen3_30b_bf16_layers_b 130 qwen3_30b_a3b_tp1 "$QWEN_SHIPPED" benchmark.l2=layers \
+  tune qwen3_30b_bf16_layers_b 120 qwen3_30b_a3b_tp1 "$QWEN_SHIPPED" benchmark.l2=layers \
     sampler.seed=1 benchmark.seed=1
   t0=$(date +%s)
-  timeout 130 python3 benchmarks/campaign/compare.py --shape qwen3_30b_a3b_tp1 \
+  timeout 150 python3 benchmarks/campaign/compare.py --shape qwen3_30b_a3b_tp1 \
     --tuned "layers_a=$(ls $R/qwen3_30b_bf16_layers_a/E=*.json)" \
     "layers_b=$(ls $R/qwen3_30b_bf16_layers_b/E=*.json)" "hot=$(ls $R/qwen3_30b_bf16_hot/E=*.json)" \
-    --shipped "$QWEN_SHIPPED" --tables "$g/tables/*.json" --out "$R/qwen3_30b_bf16_compare" \
+    --shipped "$QWEN_SHIPPED" --tables "$g/tables/*.json" --rounds 3 --out "$R/qwen3_30b_bf16_compare" \
     benchmark.l2=layers >"$R/qwen3_30b_bf16_compare.log" 2>&1
   log "compare rc=$? wall $(( $(date +%s) - t0 )) s"; tail -40 "$R/qwen3_30b_bf16_compare.log"
 fi
 log "phase $PHASE done"
-tar czf "$OUT/fidelity_$PHASE.tgz" "$R"
+tar czf "$OUT/fidelity_$PHASE.tgz" "$R"/*.log "$R"/*/*.log "$R"/*compare* 2>/dev/null
