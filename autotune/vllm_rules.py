@@ -66,14 +66,6 @@ def runs_as(config: Mapping[str, int], block_shape: Optional[tuple[int, int]]) -
     return out
 
 
-def variant(config: Mapping[str, int], dtype: str, block_shape: Optional[tuple[int, int]],
-            capability: Capability) -> dict:
-    """The entry with everything vLLM decides at run time: clamped BLOCK_SIZE_K and SWAP_AB."""
-    out: dict = runs_as(config, block_shape)
-    out["SWAP_AB"] = swap_ab(out, dtype, capability)
-    return out
-
-
 def naive_assignment(num_pairs: int, num_experts: int, *, expert_map: bool = False) -> bool:
     """vLLM's small-M shortcut of one (token, slot) pair per row block, no alignment.
 

@@ -73,7 +73,9 @@ def storage_is_sound(url) -> None:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         con.close()
     else:  # every complete line of the journal is JSON (a partial last line is cut on append)
-        lines = Path(url[len("journal:"):]).read_bytes().split(b"\n")
+        journal = Path(url[len("journal:"):])
+        # A kill during start-up (slow on a loaded machine) comes before the journal exists.
+        lines = journal.read_bytes().split(b"\n") if journal.exists() else []
         for line in lines[:-1]:
             json.loads(line)
     open_storage(url)

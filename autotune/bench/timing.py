@@ -12,7 +12,7 @@ and spread over replays. What the L2 cache holds when a call starts is the `l2` 
   layer. Enough layers that the others' touched weights exceed L2 several times, so each layer
   reads its weights from HBM, as in serving.
 
-Every config is timed in the variant vLLM runs on the spec's GPU (`vllm_rules.variant`).
+Every config is timed in the variant vLLM runs on the spec's GPU (`vllm_rules.swap_ab`).
 `InterpreterTimer` runs the same call under the Triton interpreter and reports wall-clock time:
 a smoke test, not a GPU timing.
 
@@ -52,7 +52,7 @@ class TimerSpec:
     calls_per_graph: int = 10
     warmup_replays: int = 5
     replays: int = 20
-    l2: str = "hot"  # hot | cold | layers (see the module docstring)
+    l2: str = "layers"  # hot | cold | layers (see the module docstring)
     routing: str = "uniform"
     routing_skew: float = 1.0
     seed: int = 0
