@@ -9,10 +9,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from autotune import vllm_rules
 from autotune.config import VLLM_BUCKETS, Config
 from autotune.device import DeviceSpec, resolve_device
 from autotune.errors import UserError
@@ -82,6 +84,7 @@ class Plan:
                else ""),
             f"finalists  {c.finalists} per bucket, re-timed in {c.retime_rounds} interleaved rounds "
             f"with vLLM's default" + (f" and {self.comparison.path.name}" if self.comparison else ""),
+            f"vllm       {self.vllm_variant()}",
             f"output     {self.output_path}",
             f"report     {self.report_dir}/",
         ]
@@ -90,6 +93,19 @@ class Plan:
         if c.install_dir:
             lines.append(f"install    {c.install_dir}/ (VLLM_TUNED_CONFIG_FOLDER)")
         return "\n".join(lines)
+
+
+    def vllm_variant(self) -> str:
+        """Which kernel variant vLLM runs for this shape on this device (what is timed)."""
+        dtype, capability = self.shape.dtype, self.device.compute_capability
+        small_tile = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 64}
+        swap = ("SWAP_AB where BLOCK_SIZE_M < 64 and BLOCK_SIZE_N >= 64"
+                if vllm_rules.swap_ab(small_tile, dtype, capability) else "no SWAP_AB")
+        text = f"{VLLM_VERSION}'s variant on this device: {swap}"
+        if vllm_rules.uses_tensor_descriptors(dtype, capability, os.environ.get("VLLM_TRITON_USE_TD")):
+            text += ("; with VLLM_TRITON_USE_TD=1 vLLM runs its tensor-descriptor path, which is "
+                     "not timed here")
+        return text
 
 
 def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:

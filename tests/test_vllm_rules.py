@@ -151,3 +151,22 @@ def test_default_config_fp8_block(M, expected):
 ])
 def test_default_config_general(M, E, dtype, expected):
     assert vllm_rules.default_config(M, E, dtype, None) == expected
+
+
+@pytest.mark.parametrize("shape, device, env, words", [
+    ("qwen35_tp1", "h100", None, "SWAP_AB where BLOCK_SIZE_M < 64"),  # fp8 block on SM90
+    ("qwen3_30b_a3b_tp1", "h200", None, "no SWAP_AB"),  # bf16 on SM90
+    ("qwen35_tp1", "rtxpro6000", None, "no SWAP_AB"),  # fp8 off SM90
+    ("qwen3_30b_a3b_tp1", "b200", "1", "tensor-descriptor path, which is not timed"),
+])
+def test_the_plan_says_which_variant_vllm_runs(monkeypatch, shape, device, env, words):
+    from autotune.plan import build_plan
+    from tests.conftest import compose
+
+    if env is None:
+        monkeypatch.delenv("VLLM_TRITON_USE_TD", raising=False)
+    else:
+        monkeypatch.setenv("VLLM_TRITON_USE_TD", env)
+    plan = build_plan(compose(f"shape={shape}", f"device={device}"), probe_gpu=False)
+    assert words in plan.vllm_variant()
+    assert f"vllm       {vllm_rules.VLLM_VERSION}" in plan.describe()
