@@ -18,6 +18,10 @@ import pytest  # noqa: E402
 DATA = Path(__file__).parent / "data"
 GRIDS = DATA / "grids"  # vLLM's kernel on an H200: Qwen3.5-35B-A3B-FP8 TP1, M = 1..4096
 VLLM_CONFIGS = DATA / "vllm_configs"  # vLLM 0.33.0's shipped config files, byte for byte
+# All 260 NVIDIA files of vLLM 0.33.0's fused_moe/configs/, byte for byte, and the names of its 78
+# others (AMD, Intel: files for GPUs whose platforms this project does not tune), one a line.
+VLLM_CONFIGS_ALL = DATA / "vllm_configs_all"
+VLLM_OTHER_NAMES = DATA / "vllm_configs_other_names.txt"
 
 
 def compose(*overrides: str):
