@@ -34,9 +34,9 @@ _NAME = re.compile(
 
 def device_token(device_name: str, flavor: str = "vllm") -> str:
     """The device_name token looked up: spaces -> underscores; vLLM also reads any H200 as
-    NVIDIA_H200 (SGLang does not)."""
-    if flavor == "vllm" and "H200" in device_name:
-        return "NVIDIA_H200"
+    NVIDIA_H200 (SGLang does not), as vllm_rules.config_device says."""
+    if flavor == "vllm":
+        return vllm_rules.config_device(device_name)
     return device_name.replace(" ", "_")
 
 

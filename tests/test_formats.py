@@ -21,6 +21,7 @@ from tests.conftest import NEVER_READ, VLLM_CONFIGS, VLLM_CONFIGS_ALL, VLLM_OTHE
     ("NVIDIA H100 80GB HBM3", "NVIDIA_H100_80GB_HBM3"),
     ("NVIDIA H200", "NVIDIA_H200"),
     ("NVIDIA H200 NVL", "NVIDIA_H200"),
+    ("NVIDIA GH200 480GB", "NVIDIA_GH200_480GB"),  # vLLM folds the word H200 only
     ("NVIDIA RTX PRO 6000 Blackwell Server Edition",
      "NVIDIA_RTX_PRO_6000_Blackwell_Server_Edition"),
 ])
