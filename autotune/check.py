@@ -2,7 +2,8 @@
 
 One line per finding, `PATH: error|warning: WHERE: WHAT` (WHERE is the file name or a batch-size
 key); a file without findings gets one `PATH: ok` line. Exit status 1 when any file has an error
-(vLLM would ignore or misread it), 0 when there are only warnings (it runs, but not as written).
+(vLLM 0.33 never reads it, fails on it or misreads it), 0 when there are only warnings (it runs,
+but not as written). Each finding names the vLLM function whose behaviour makes it one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from autotune.formats import Finding, check_file
 
 USAGE = ("usage: python -m autotune.check FILE_OR_FOLDER...\n"
          "Checks vLLM fused-MoE config files (a folder: every *.json in it) against vLLM's "
-         "naming, JSON and kernel rules.")
+         "lookup and runtime rules (vLLM 0.33.0).")
 
 
 def check_paths(args: list[str]) -> list[tuple[Path, list[Finding]]]:

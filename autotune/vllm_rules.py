@@ -11,12 +11,16 @@ kernel, the benchmarkers, the search and the file writer all ask this module.
 - :func:`block_size_k`: the BLOCK_SIZE_K clamp under block quantization;
 - :func:`naive_assignment` and :func:`grid_rows`: the small-M shortcuts;
 - :func:`nearest_key`: which file entry serves M tokens;
-- :func:`default_config`: what vLLM runs without a file.
+- :func:`default_config`: what vLLM runs without a file;
+- :func:`config_device` and :func:`never_read`: which file vLLM looks up, and which it never reads;
+- :func:`ties_to_larger_key`, :func:`launch_keys`, :func:`snap_flydsl_tiles`: how a file's keys and
+  entries run (file order on a tie, keys passed to the Triton launch, FlyDSL's registered tiles).
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Optional
+import re
+from typing import Iterable, Mapping, Optional, Sequence
 
 VLLM_VERSION = "0.33.0"
 
@@ -135,3 +139,118 @@ def default_config(M: int, E: int, dtype: str,
 # The six keys of a file entry (``get_default_config`` adds SPLIT_K=1, which files do not hold).
 CONFIG_KEYS = ("BLOCK_SIZE_M", "BLOCK_SIZE_N", "BLOCK_SIZE_K", "GROUP_SIZE_M", "num_warps",
                "num_stages")
+
+
+# -- which file vLLM reads -------------------------------------------------------------------------
+# The dtype tokens of `_get_config_dtype_str` (config.py), the only source of the dtype in a looked-up
+# name: fp8_w8a8, fp8_w8a16, int8_w8a16, int4_w4a16 by the quantization flags, float32 for float32
+# activations, and none at all for bf16/fp16, int8_w8a8 and OCP MX.
+CONFIG_DTYPES = ("fp8_w8a8", "fp8_w8a16", "int8_w8a16", "int4_w4a16", "float32")
+
+# FlyDSL's int4 kernel (fused_flydsl_moe.py) looks up its own files: the only other backend.
+FLYDSL = "flydsl"
+
+
+def device_file_name(device_name: str) -> str:
+    """``get_device_name_as_file_name`` (vllm/utils/platform_utils.py): the platform's device name
+    with each run of whitespace and '/' replaced by one '_'."""
+    return re.sub(r"[\s/]+", "_", device_name)
+
+
+def config_device(device_name: str) -> str:
+    """The device_name token ``get_config_file_name`` (fused_moe.py) looks up: the device's file
+    name, NVIDIA_H200 for every device with the word H200 in it (H200 NVL: yes, GH200: no)."""
+    token = device_file_name(device_name)
+    return "NVIDIA_H200" if "H200" in token.split("_") else token
+
+
+def never_read(device: str, dtype: Optional[str], block_shape: Optional[tuple[int, int]],
+               backend: Optional[str] = None) -> list[str]:
+    """Why vLLM never reads a file named with these tokens, one reason per rule; [] when it reads
+    it (for the E and N of the name) on a device of that name.
+
+    backend None: the Triton kernel's file (``get_moe_configs`` looks up ``get_config_file_name``);
+    "flydsl": FlyDSL's (``try_get_optimal_config`` in fused_flydsl_moe.py).
+    """
+    out = []
+    if device_file_name(device) != device:
+        out.append(f"device_name={device!r} has spaces: get_device_name_as_file_name turns spaces "
+                   f"and '/' into '_', so the token is {device_file_name(device)!r}")
+    if backend is None:
+        if "H200" in device.split("_") and device != "NVIDIA_H200":
+            out.append(f"get_config_file_name looks up every H200 as NVIDIA_H200, never as "
+                       f"{device}")
+        if dtype is not None and dtype not in CONFIG_DTYPES:
+            out.append(f"_get_config_dtype_str never gives dtype={dtype}{_DTYPE_HINTS.get(dtype, '')}"
+                       f"; its tokens: {', '.join(CONFIG_DTYPES)}")
+        if block_shape is not None and not all(block_shape):
+            out.append("get_config_file_name leaves out a block_shape with a zero")
+    elif backend == FLYDSL:
+        if dtype != "int4_w4a16" or block_shape is not None:
+            out.append("try_get_optimal_config (fused_flydsl_moe.py) looks up FlyDSL files only as "
+                       "E=..,N=..,device_name=..,dtype=int4_w4a16,backend=flydsl.json")
+    else:
+        out.append(f"no vLLM lookup names a backend={backend} file: get_config_file_name names "
+                   f"none, FlyDSL's try_get_optimal_config only backend=flydsl")
+    return out
+
+
+_DTYPE_HINTS = {
+    "bf16": " (bf16 and fp16 files carry no dtype token)",
+    "fp16": " (bf16 and fp16 files carry no dtype token)",
+    "int8_w8a8": " (int8_w8a8 looks up the name without a dtype token)",
+}
+
+
+# -- how a file's keys and entries run -------------------------------------------------------------
+def ties_to_larger_key(keys: Sequence[int]) -> list[tuple[int, int]]:
+    """(M, key) for each M midway between two neighbouring keys that vLLM serves with the larger
+    one: ``try_get_optimal_moe_config`` takes the first nearest key in file order, so only a file
+    whose keys are not ascending has any. Order matters nowhere else."""
+    ordered = sorted(set(keys))
+    return [((a + b) // 2, b) for a, b in zip(ordered, ordered[1:])
+            if (a + b) % 2 == 0 and nearest_key(keys, (a + b) // 2) == b]
+
+
+# ``invoke_fused_moe_triton_kernel`` passes every key of an entry to the Triton launch
+# (``fused_moe_kernel[grid](..., **config)``), BLOCK_SIZE_K clamped and SPLIT_K set to 1. Besides the
+# kernel's parameters Triton takes its launch options there, each platform its own, and rejects any
+# other keyword. Files for AMD and Intel GPUs carry their platforms' options.
+SPLIT_K = 1
+LAUNCH_OPTIONS = {
+    "CUDA": ("num_ctas", "maxnreg"),
+    "ROCm": ("waves_per_eu", "matrix_instr_nonkdim", "kpack"),
+    "XPU": ("grf_mode",),
+}
+
+
+def platform(device: str) -> Optional[str]:
+    """The platform reading files of this device token: CUDA for an NVIDIA GPU (NVML names start
+    with NVIDIA), None where not known here (AMD and Intel GPUs)."""
+    return "CUDA" if device.startswith("NVIDIA") else None
+
+
+def launch_keys(device: str) -> tuple[str, ...]:
+    """The launch options a file entry for this device may carry: its platform's, or any
+    platform's where the platform is not known."""
+    known = platform(device)
+    if known is not None:
+        return LAUNCH_OPTIONS[known]
+    return tuple(k for keys in LAUNCH_OPTIONS.values() for k in keys)
+
+
+# FlyDSL's entries: five tiles (fused_flydsl_moe_impl reads these keys and no other), each snapped
+# by `_snap_flydsl_int4_tiles` to the nearest tile its kernels register (the smaller on a tie).
+FLYDSL_TILES = {
+    "tile_m": (16, 32, 64, 128),
+    "tile_n": (64, 128),
+    "tile_k": (128, 256),
+    "tile_n2": (128,),
+    "tile_k2": (128, 256),
+}
+
+
+def snap_flydsl_tiles(entry: Mapping[str, int]) -> dict[str, int]:
+    """The tiles FlyDSL's int4 kernel runs for a file entry (``_snap_flydsl_int4_tiles``)."""
+    return {k: min(allowed, key=lambda a: (abs(a - int(entry[k])), a))
+            for k, allowed in FLYDSL_TILES.items()}

@@ -18,6 +18,23 @@ import pytest  # noqa: E402
 DATA = Path(__file__).parent / "data"
 GRIDS = DATA / "grids"  # vLLM's kernel on an H200: Qwen3.5-35B-A3B-FP8 TP1, M = 1..4096
 VLLM_CONFIGS = DATA / "vllm_configs"  # vLLM 0.33.0's shipped config files, byte for byte
+# All 260 NVIDIA files of vLLM 0.33.0's fused_moe/configs/, byte for byte, and the names of its 78
+# others (AMD, Intel: files for GPUs whose platforms this project does not tune), one a line.
+VLLM_CONFIGS_ALL = DATA / "vllm_configs_all"
+VLLM_OTHER_NAMES = DATA / "vllm_configs_other_names.txt"
+
+# The files of that corpus vLLM never reads: dtype tokens _get_config_dtype_str never gives.
+NEVER_READ = {
+    "E=128,N=8960,device_name=NVIDIA_H100_80GB_HBM3,dtype=bf16.json",
+    "E=64,N=8960,device_name=NVIDIA_H100_80GB_HBM3,dtype=bf16.json",
+    "E=16,N=3072,device_name=NVIDIA_H100_80GB_HBM3,dtype=float8.json",
+    "E=16,N=7168,device_name=NVIDIA_H100_80GB_HBM3,dtype=float8.json",
+    "E=256,N=128,device_name=NVIDIA_A100-SXM4-80GB,dtype=int8_w8a8.json",
+    "E=256,N=128,device_name=NVIDIA_A100-SXM4-80GB,dtype=int8_w8a8,block_shape=[128,128].json",
+    "E=256,N=128,device_name=NVIDIA_A800-SXM4-80GB,dtype=int8_w8a8.json",
+    "E=256,N=128,device_name=NVIDIA_A800-SXM4-80GB,dtype=int8_w8a8,block_shape=[128,128].json",
+    "E=256,N=256,device_name=NVIDIA_H20,dtype=int8_w8a8,block_shape=[128,128].json",
+}
 
 
 def compose(*overrides: str):

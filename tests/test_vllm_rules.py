@@ -170,3 +170,98 @@ def test_the_plan_says_which_variant_vllm_runs(monkeypatch, shape, device, env, 
     plan = build_plan(compose(f"shape={shape}", f"device={device}"), probe_gpu=False)
     assert words in plan.vllm_variant()
     assert f"vllm       {vllm_rules.VLLM_VERSION}" in plan.describe()
+
+
+# _get_config_dtype_str (config.py): use_fp8_w8a8 -> fp8_w8a8, use_fp8_w8a16 -> fp8_w8a16,
+# use_int8_w8a16 -> int8_w8a16, use_int4_w4a16 -> int4_w4a16, OCP MX -> None, float32 activations
+# -> float32, else None (bf16/fp16; int8_w8a8 is not one of its flags).
+def test_config_dtypes_are_those_of_get_config_dtype_str():
+    assert vllm_rules.CONFIG_DTYPES == ("fp8_w8a8", "fp8_w8a16", "int8_w8a16", "int4_w4a16",
+                                        "float32")
+
+
+# get_device_name_as_file_name: re.sub(r"[\s/]+", "_", name); get_config_file_name:
+# "NVIDIA_H200" if "H200" in device_name.split("_").
+@pytest.mark.parametrize("device_name, file_name, token", [
+    ("NVIDIA H100 80GB HBM3", "NVIDIA_H100_80GB_HBM3", "NVIDIA_H100_80GB_HBM3"),
+    ("NVIDIA H200", "NVIDIA_H200", "NVIDIA_H200"),
+    ("NVIDIA H200 NVL", "NVIDIA_H200_NVL", "NVIDIA_H200"),
+    ("NVIDIA GH200 480GB", "NVIDIA_GH200_480GB", "NVIDIA_GH200_480GB"),  # GH200 is no H200 word
+    ("NVIDIA  A100 /X", "NVIDIA_A100_X", "NVIDIA_A100_X"),  # runs of spaces and '/' are one '_'
+    ("NVIDIA A100-SXM4-80GB", "NVIDIA_A100-SXM4-80GB", "NVIDIA_A100-SXM4-80GB"),
+    ("Intel(R) Arc(TM) Pro B70 Graphics", "Intel(R)_Arc(TM)_Pro_B70_Graphics",
+     "Intel(R)_Arc(TM)_Pro_B70_Graphics"),
+])
+def test_device_token_of_the_lookup(device_name, file_name, token):
+    assert vllm_rules.device_file_name(device_name) == file_name
+    assert vllm_rules.config_device(device_name) == token
+
+
+# Which file names vLLM builds: get_moe_configs looks up get_config_file_name(E, N, dtype,
+# block_shape) with _get_config_dtype_str's dtype; FlyDSL's try_get_optimal_config looks up
+# E=..,N=..,device_name=..,dtype=int4_w4a16,backend=flydsl.json (no H200 folding).
+@pytest.mark.parametrize("device, dtype, block, backend, function", [
+    ("NVIDIA_H200", None, None, None, None),  # bf16/fp16
+    ("NVIDIA_H200", "fp8_w8a8", (128, 128), None, None),
+    ("NVIDIA_H200", "fp8_w8a16", None, None, None),
+    ("NVIDIA_H200", "float32", None, None, None),
+    ("NVIDIA_H200", "int4_w4a16", None, None, None),
+    ("AMD_Instinct_MI325X", None, (128, 128), None, None),  # int8_w8a8 block: no dtype token
+    ("AMD_Instinct_MI355X", "int4_w4a16", None, "flydsl", None),
+    ("NVIDIA_H200_NVL", "fp8_w8a8", None, None, "get_config_file_name"),  # H200 folding
+    ("NVIDIA H200", None, None, None, "get_device_name_as_file_name"),
+    ("NVIDIA_H100_80GB_HBM3", "bf16", None, None, "_get_config_dtype_str"),
+    ("NVIDIA_H100_80GB_HBM3", "float8", None, None, "_get_config_dtype_str"),
+    ("NVIDIA_A100-SXM4-80GB", "int8_w8a8", None, None, "_get_config_dtype_str"),
+    ("NVIDIA_A100-SXM4-80GB", "int8_w8a8", (128, 128), None, "_get_config_dtype_str"),
+    ("NVIDIA_H200", "fp8_w8a8", (0, 128), None, "get_config_file_name"),  # not all(block_shape)
+    ("AMD_Instinct_MI355X", "fp8_w8a8", None, "flydsl", "try_get_optimal_config"),
+    ("AMD_Instinct_MI355X", "int4_w4a16", (128, 128), "flydsl", "try_get_optimal_config"),
+    ("NVIDIA_H200", None, None, "triton", "get_config_file_name"),  # no backend token there
+])
+def test_which_file_names_vllm_reads(device, dtype, block, backend, function):
+    reasons = vllm_rules.never_read(device, dtype, block, backend)
+    if function is None:
+        assert reasons == []
+    else:
+        assert len(reasons) == 1 and function in reasons[0], reasons
+
+
+# try_get_optimal_moe_config: min(keys, key=|key - M|) in file order, so only a tie between two
+# neighbouring keys can differ from an ascending file, and only where the larger is written first.
+@pytest.mark.parametrize("keys, ties", [
+    ([1, 2, 4, 8, 16], []),  # ascending
+    ([16, 8, 4, 2, 1], [(3, 4), (6, 8), (12, 16)]),  # 1 and 2 have no integer midpoint
+    ([256, 768, 512], [(640, 768)]),
+    ([3, 1], [(2, 3)]),  # M=2 lies midway: served by 3, the key written first
+])
+def test_key_order_only_decides_ties(keys, ties):
+    assert vllm_rules.ties_to_larger_key(keys) == ties
+
+
+# invoke_fused_moe_triton_kernel: fused_moe_kernel[grid](..., **config); Triton takes its
+# platform's launch options as keywords there.
+@pytest.mark.parametrize("device, platform, allowed, not_allowed", [
+    ("NVIDIA_L40S", "CUDA", "num_ctas", "waves_per_eu"),
+    ("NVIDIA_H200", "CUDA", "maxnreg", "grf_mode"),
+    ("AMD_Instinct_MI300X", None, "waves_per_eu", None),  # not known here: any platform's
+    ("Intel(R)_Arc(TM)_Pro_B70_Graphics", None, "grf_mode", None),
+])
+def test_launch_options_by_platform(device, platform, allowed, not_allowed):
+    assert vllm_rules.platform(device) == platform
+    assert allowed in vllm_rules.launch_keys(device)
+    assert not_allowed is None or not_allowed not in vllm_rules.launch_keys(device)
+
+
+# _snap_flydsl_int4_tiles (fused_flydsl_moe.py): each tile to the nearest registered one, the
+# smaller on a tie; tile_n2 is only registered at 128.
+@pytest.mark.parametrize("tiles, runs", [
+    ((16, 64, 128, 128, 128), (16, 64, 128, 128, 128)),  # registered: as written
+    ((16, 64, 512, 256, 256), (16, 64, 256, 128, 256)),  # pre-aiter#4646 tiles
+    ((8, 32, 64, 64, 64), (16, 64, 128, 128, 128)),
+    ((48, 96, 192, 128, 192), (32, 64, 128, 128, 128)),  # ties: the smaller
+    ((256, 256, 1024, 128, 512), (128, 128, 256, 128, 256)),
+])
+def test_flydsl_tiles_snap_to_registered_ones(tiles, runs):
+    names = ("tile_m", "tile_n", "tile_k", "tile_n2", "tile_k2")
+    assert vllm_rules.snap_flydsl_tiles(dict(zip(names, tiles))) == dict(zip(names, runs))
