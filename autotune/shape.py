@@ -37,6 +37,9 @@ class MoEShape:
         """Derive the per-GPU shape, refusing what vLLM itself would refuse."""
         name = cfg.model or "shape"
         for key in ("experts", "hidden_size", "intermediate_size", "topk", "tp", "ep"):
+            if getattr(cfg, key) is None:
+                raise UserError(f"shape.{key} is not set for {name}: give it, or read it from the "
+                                f"model's config.json with shape=hf shape.model=PATH")
             if getattr(cfg, key) < 1:
                 raise UserError(f"shape.{key}={getattr(cfg, key)} for {name}: must be at least 1")
         if cfg.dtype not in DTYPES:
