@@ -61,7 +61,8 @@ ARCHITECTURES = {
     "JambaForCausalLM": JAMBA,
     "DbrxForCausalLM": DBRX,
 }
-EXPERT_FIELDS = ("num_experts", "n_routed_experts", "num_local_experts", "ffn_config.moe_num_experts")
+EXPERT_FIELDS = ("num_experts", "n_routed_experts", "num_local_experts",
+                 "ffn_config.moe_num_experts")
 
 # config.json's dtype names; vLLM runs float32 checkpoints in bf16 on GPUs that have it.
 TORCH_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "bf16"}
@@ -82,6 +83,8 @@ OTHER_KERNELS = {
 NOT_TUNED = "not tuned here (shape.dtype= tunes another dtype anyway)"
 
 HF_MODEL_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+MODEL_HINT = ("give a Hugging Face model folder, its config.json, or a model id in the local "
+              "cache (e.g. Qwen/Qwen3-30B-A3B)")
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,8 @@ def read_quantization(top: dict, text: dict, path: Path) -> Quantization:
 
 
 def _unquantized(top: dict, text: dict) -> Quantization:
-    for name, scope in (("", top), ("text_config.", text)):
+    scopes = [("", top)] + ([("text_config.", text)] if text is not top else [])
+    for name, scope in scopes:
         for key in ("dtype", "torch_dtype"):  # newer transformers write "dtype"
             value = scope.get(key)
             if value is not None:
@@ -209,8 +213,7 @@ def _fp8(quant: dict) -> Quantization:
     if block is None:
         return Quantization("fp8_w8a8", None, "quantization_config.quant_method=fp8 (per-tensor)")
     source = f"quantization_config.quant_method=fp8 weight_block_size={json.dumps(block)}"
-    if not (isinstance(block, list) and len(block) == 2 and all(_is_int(b) and b > 0
-                                                                 for b in block)):
+    if not _is_block(block):
         return Quantization(None, None, source,
                             f"{source}: a block is two positive sizes [block_n, block_k]")
     if quant.get("activation_scheme", "dynamic") != "dynamic":
@@ -234,8 +237,7 @@ def _compressed_tensors(quant: dict) -> Quantization:
     source += f" weights: {kind} {bits}-bit {strategy}"
     if kind == "float" and bits == 8 and strategy == "block":
         block = weights.get("block_structure")
-        if isinstance(block, list) and len(block) == 2 and all(_is_int(b) and b > 0
-                                                               for b in block):
+        if _is_block(block):
             return Quantization("fp8_w8a8", list(block), f"{source} {json.dumps(block)}")
         return Quantization(None, None, source,
                             f"{source}: block_structure={json.dumps(block)} is not [block_n, "
@@ -273,22 +275,17 @@ def config_path(model: str) -> Path:
     """shape.model as a config.json: the file, a model folder, or a model id in the local Hugging
     Face cache (never downloaded)."""
     if not model:
-        raise UserError("shape=hf needs the model: shape.model=PATH, a Hugging Face model folder, "
-                        "its config.json, or a model id in the local cache (e.g. "
-                        "Qwen/Qwen3-30B-A3B)")
+        raise UserError(f"shape=hf needs the model: shape.model=PATH; {MODEL_HINT}")
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise UserError(f"shape.model={model}: the folder has no config.json; give a Hugging "
-                            f"Face model folder, its config.json, or a model id in the local cache")
+            raise UserError(f"shape.model={model}: the folder has no config.json; {MODEL_HINT}")
         return path / "config.json"
     if path.is_file():
         return path
     if HF_MODEL_ID.fullmatch(model):
         return _cached_config(model)
-    raise UserError(f"shape.model={model}: no such file or folder; give a Hugging Face model "
-                    f"folder, its config.json, or a model id in the local cache (e.g. "
-                    f"Qwen/Qwen3-30B-A3B)")
+    raise UserError(f"shape.model={model}: no such file or folder; {MODEL_HINT}")
 
 
 def hub_cache() -> Path:
@@ -358,6 +355,11 @@ def _lookup(scope: dict, dotted: str) -> Any:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_block(value: Any) -> bool:
+    """[block_n, block_k]: two positive integers."""
+    return isinstance(value, list) and len(value) == 2 and all(_is_int(b) and b > 0 for b in value)
 
 
 def _integer(value: Any, field: str, path: Path, architecture: str, key: str) -> int:

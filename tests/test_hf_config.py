@@ -88,7 +88,7 @@ def test_preset_agrees_with_the_published_config(preset, model):
     assert read.block_shape == typed.block_shape
 
 
-@pytest.mark.parametrize("model, E, topk, I, H, dtype, block", [
+@pytest.mark.parametrize("model, E, topk, N, K, dtype, block", [
     ("Qwen1.5-MoE-A2.7B", 60, 4, 1408, 2048, "bf16", None),  # Qwen2-MoE
     ("DeepSeek-V2-Lite", 64, 6, 1408, 2048, "bf16", None),
     ("DeepSeek-R1", 256, 8, 2048, 7168, "fp8_w8a8", [128, 128]),
@@ -98,13 +98,12 @@ def test_preset_agrees_with_the_published_config(preset, model):
     ("Llama-4-Scout-17B-16E", 16, 1, 8192, 5120, "bf16", None),  # text_config; not _mlp
     ("Qwen3.5-35B-A3B-FP8", 256, 8, 512, 2048, "fp8_w8a8", [128, 128]),  # text_config
 ])
-def test_each_family_is_read_under_its_own_field_names(model, E, topk, I, H, dtype, block):
-    p = plan(model)
-    cfg = p.model_config
+def test_each_family_is_read_under_its_own_field_names(model, E, topk, N, K, dtype, block):
+    p = plan(model)  # TP1: N is the expert intermediate size, K the hidden size
     shape = p.shape
-    assert (shape.E, shape.topk, shape.N, shape.K, shape.dtype) == (E, topk, I, H, dtype)
+    assert (shape.E, shape.topk, shape.N, shape.K, shape.dtype) == (E, topk, N, K, dtype)
     assert shape.block_shape == (tuple(block) if block else None)
-    assert cfg.path == HF / model / "config.json"
+    assert p.model_config.path == HF / model / "config.json"
 
 
 def test_dry_run_prints_the_fields_it_read_and_where(tmp_path):
