@@ -21,12 +21,14 @@ VLLM_BUCKETS = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 1536, 2
 class ShapeConfig:
     """A model's MoE layer and how it is split over GPUs."""
 
-    model: str = MISSING
-    experts: int = MISSING  # routed experts in the whole model
-    hidden_size: int = MISSING  # H: K of the gate-up GEMM
-    intermediate_size: int = MISSING  # I: one expert's MoE intermediate size
-    topk: int = MISSING
-    dtype: str = "fp8_w8a8"  # bf16 | fp16 | fp8_w8a8 | int8_w8a16
+    model: str = MISSING  # the model's name; shape=hf: its folder, config.json or HF model id
+    # preset: the fields below | hf: each one left null read from model's config.json (hf_config.py)
+    source: str = "preset"
+    experts: Optional[int] = MISSING  # routed experts in the whole model
+    hidden_size: Optional[int] = MISSING  # H: K of the gate-up GEMM
+    intermediate_size: Optional[int] = MISSING  # I: one expert's MoE intermediate size
+    topk: Optional[int] = MISSING
+    dtype: Optional[str] = "fp8_w8a8"  # bf16 | fp16 | fp8_w8a8 | int8_w8a16
     block_shape: Optional[List[int]] = None  # [block_n, block_k] of block-wise quantization
     tp: int = 1  # tensor parallel size of the MoE layer: N = I / tp
     ep: int = 1  # expert parallel size: E = experts / ep

@@ -43,6 +43,7 @@ class Plan:
     output_path: Path
     replay: Any = None  # the loaded ReplayBenchmarker, when benchmark_kind == "replay"
     comparison: Any = None  # the consolidate.Comparison of compare_with=, if given
+    model_config: Any = None  # the hf_config.ModelConfig the shape was read from (shape=hf)
 
     @functools.cached_property
     def prior_sources(self) -> list[PriorSource]:
@@ -69,6 +70,7 @@ class Plan:
         split = f"tp={s.tp} ep={s.ep}"
         bench = ", ".join(f"{k}={v}" for k, v in self.benchmark_identity.items() if k != "kind")
         lines = [
+            *(self.model_config.describe() if self.model_config else []),
             f"shape      {s.model} ({split}): {s.describe()}",
             f"device     {self.device.name} ({self.device.kind})",
             f"benchmark  {self.benchmark_kind}: {bench}",
@@ -113,7 +115,13 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
 
     probe_gpu=False skips checking that the configured GPU is the one present (dry runs).
     """
-    shape = MoEShape.from_config(cfg.shape)
+    shape_cfg, model_config = cfg.shape, None
+    _check_choice("shape.source", cfg.shape.source, ("preset", "hf"))
+    if cfg.shape.source == "hf":
+        from autotune.hf_config import read_shape_config
+
+        shape_cfg, model_config = read_shape_config(cfg.shape)
+    shape = MoEShape.from_config(shape_cfg)
     kind = _benchmark_kind(cfg)
     device = resolve_device(cfg.device, need_gpu=(kind == "gpu"), probe=probe_gpu)
     space = SearchSpace.from_config(cfg.search_space, shape, device.shared_memory_per_block)
@@ -159,7 +167,8 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     name = config_file_name(shape.E, shape.N, device.name, shape.dtype, shape.block_shape)
     return Plan(cfg=cfg, shape=shape, device=device, space=space, benchmark_kind=kind,
                 benchmark_identity=identity, buckets=buckets, storage=storage,
-                output_path=Path(cfg.output_dir) / name, replay=replay, comparison=comparison)
+                output_path=Path(cfg.output_dir) / name, replay=replay, comparison=comparison,
+                model_config=model_config)
 
 
 def benchmark_identity(cfg: Config, kind: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ every expert (N = I / tp), expert parallelism hands out whole experts (E = exper
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -36,6 +37,9 @@ class MoEShape:
         """Derive the per-GPU shape, refusing what vLLM itself would refuse."""
         name = cfg.model or "shape"
         for key in ("experts", "hidden_size", "intermediate_size", "topk", "tp", "ep"):
+            if getattr(cfg, key) is None:
+                raise UserError(f"shape.{key} is not set for {name}: give it, or read it from the "
+                                f"model's config.json with shape=hf shape.model=PATH")
             if getattr(cfg, key) < 1:
                 raise UserError(f"shape.{key}={getattr(cfg, key)} for {name}: must be at least 1")
         if cfg.dtype not in DTYPES:
@@ -59,13 +63,8 @@ class MoEShape:
 
         block = _block_shape(cfg, name)
         if block is not None:
+            block = _split_block_shape(block, N, K, cfg, name)
             block_n, block_k = block
-            if N % block_n:
-                raise UserError(
-                    f"N={N} ({name}, intermediate_size {cfg.intermediate_size} / tp {cfg.tp}) is not "
-                    f"a multiple of the quantization block_n={block_n}; vLLM refuses this split: "
-                    f"use a smaller tp"
-                )
             if K % block_k:
                 raise UserError(
                     f"hidden_size={K} of {name} is not a multiple of the quantization "
@@ -73,6 +72,29 @@ class MoEShape:
                 )
         return cls(E=E, N=N, K=K, topk=cfg.topk, dtype=cfg.dtype, block_shape=block,
                    model=cfg.model, tp=cfg.tp, ep=cfg.ep)
+
+
+def _split_block_shape(block: tuple[int, int], N: int, K: int, cfg: ShapeConfig,
+                       name: str) -> tuple[int, int]:
+    """The quantization block vLLM runs a TP shard with, and so the one its file name holds.
+
+    A shard that is not whole blocks (N % block_n, or N % block_k under tp) gets its scales refined
+    to [g, g], g = gcd(block_n, block_k, N, K), when g >= 32 (vLLM 0.33,
+    fused_moe/oracle/fp8.py: refine_fp8_moe_block_shape; it ships files such as
+    E=512,N=320,...,block_shape=[64,64]); below 32 vLLM refuses the split.
+    """
+    block_n, block_k = block
+    if N % block_n == 0 and (cfg.tp == 1 or N % block_k == 0):
+        return block
+    refined = math.gcd(block_n, block_k, N, K)
+    if refined >= 32:
+        return refined, refined
+    whole = f"block_n={block_n}" if N % block_n else f"block_k={block_k}"
+    raise UserError(
+        f"N={N} ({name}, intermediate_size {cfg.intermediate_size} / tp {cfg.tp}) is not "
+        f"a multiple of the quantization {whole}, and vLLM refines blocks only down to 32 "
+        f"(gcd here: {refined}); vLLM refuses this split: use a smaller tp, or ep"
+    )
 
 
 def _block_shape(cfg: ShapeConfig, name: str) -> Optional[tuple[int, int]]:

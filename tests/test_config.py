@@ -6,17 +6,19 @@ import pytest
 
 from autotune.config import config_root
 from autotune.plan import build_plan
-from tests.conftest import GRIDS, compose, run_cli
+from tests.conftest import DATA, GRIDS, compose, run_cli
 
 SHAPES = sorted(p.stem for p in (config_root() / "shape").glob("*.yaml"))
+# shape=hf reads a model's config.json (tests/test_hf_config.py): compose it with one
+PRESET_ARGS = {"hf": [f"shape.model={DATA / 'hf_configs' / 'Qwen3-30B-A3B'}"]}
 DEVICES = sorted(p.stem for p in (config_root() / "device").glob("*.yaml") if p.stem != "auto")
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("device", DEVICES)
 def test_every_preset_composes_into_a_plan(shape, device):
-    plan = build_plan(compose(f"shape={shape}", f"device={device}", "dry_run=true"),
-                      probe_gpu=False)
+    plan = build_plan(compose(f"shape={shape}", f"device={device}", "dry_run=true",
+                              *PRESET_ARGS.get(shape, [])), probe_gpu=False)
     assert plan.space.size() > 0
     assert plan.buckets == sorted(plan.buckets)
     assert len({plan.study_name(m) for m in plan.buckets}) == len(plan.buckets)
