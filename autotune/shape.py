@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
+from autotune import vllm_rules
 from autotune.config import ShapeConfig
 from autotune.errors import UserError
 
@@ -76,24 +77,18 @@ class MoEShape:
 
 def _split_block_shape(block: tuple[int, int], N: int, K: int, cfg: ShapeConfig,
                        name: str) -> tuple[int, int]:
-    """The quantization block vLLM runs a TP shard with, and so the one its file name holds.
-
-    A shard that is not whole blocks (N % block_n, or N % block_k under tp) gets its scales refined
-    to [g, g], g = gcd(block_n, block_k, N, K), when g >= 32 (vLLM 0.33,
-    fused_moe/oracle/fp8.py: refine_fp8_moe_block_shape; it ships files such as
-    E=512,N=320,...,block_shape=[64,64]); below 32 vLLM refuses the split.
-    """
+    """The quantization block vLLM runs a TP shard with (`vllm_rules.refined_block_shape`; vLLM
+    ships files such as E=512,N=320,...,block_shape=[64,64]); refused where vLLM refuses it."""
+    refined = vllm_rules.refined_block_shape(block, N, K, cfg.tp)
+    if refined is not None:
+        return refined
     block_n, block_k = block
-    if N % block_n == 0 and (cfg.tp == 1 or N % block_k == 0):
-        return block
-    refined = math.gcd(block_n, block_k, N, K)
-    if refined >= 32:
-        return refined, refined
     whole = f"block_n={block_n}" if N % block_n else f"block_k={block_k}"
     raise UserError(
         f"N={N} ({name}, intermediate_size {cfg.intermediate_size} / tp {cfg.tp}) is not "
-        f"a multiple of the quantization {whole}, and vLLM refines blocks only down to 32 "
-        f"(gcd here: {refined}); vLLM refuses this split: use a smaller tp, or ep"
+        f"a multiple of the quantization {whole}, and vLLM refines blocks only down to "
+        f"{vllm_rules.MIN_REFINED_BLOCK} (gcd here: {math.gcd(block_n, block_k, N, K)}); vLLM "
+        f"refuses this split: use a smaller tp, or ep"
     )
 
 

@@ -19,6 +19,7 @@ kernel, the benchmarkers, the search and the file writer all ask this module.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Iterable, Mapping, Optional, Sequence
 
@@ -61,6 +62,25 @@ def block_size_k(config_block_k: int, block_shape: Optional[tuple[int, int]]) ->
     if block_shape is None:
         return int(config_block_k)
     return min(int(config_block_k), *block_shape)
+
+
+# `refine_fp8_moe_block_shape` (fused_moe/oracle/fp8.py) refines blocks down to this size at most.
+MIN_REFINED_BLOCK = 32
+
+
+def refined_block_shape(block: tuple[int, int], N: int, K: int,
+                        tp: int) -> Optional[tuple[int, int]]:
+    """The fp8 quantization block vLLM runs a TP shard with (and so its file name holds), or
+    None where vLLM refuses the split.
+
+    ``refine_fp8_moe_block_shape``: a shard that is not whole blocks (N % block_n, or N % block_k
+    under tp) gets [g, g] blocks, g = gcd(block_n, block_k, N, K), when g >= 32.
+    """
+    block_n, block_k = block
+    if N % block_n == 0 and (tp == 1 or N % block_k == 0):
+        return block
+    refined = math.gcd(block_n, block_k, N, K)
+    return (refined, refined) if refined >= MIN_REFINED_BLOCK else None
 
 
 def runs_as(config: Mapping[str, int], block_shape: Optional[tuple[int, int]]) -> dict[str, int]:

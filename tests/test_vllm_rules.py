@@ -265,3 +265,17 @@ def test_launch_options_by_platform(device, platform, allowed, not_allowed):
 def test_flydsl_tiles_snap_to_registered_ones(tiles, runs):
     names = ("tile_m", "tile_n", "tile_k", "tile_n2", "tile_k2")
     assert vllm_rules.snap_flydsl_tiles(dict(zip(names, tiles))) == dict(zip(names, runs))
+
+
+# refine_fp8_moe_block_shape (fused_moe/oracle/fp8.py): [g, g], g = gcd(block_n, block_k, N, K),
+# for a shard that is not whole blocks, when g >= 32; else vLLM refuses the split.
+@pytest.mark.parametrize("N, K, tp, block", [
+    (768, 2048, 1, (128, 128)),  # whole blocks
+    (384, 2048, 2, (128, 128)),
+    (192, 2048, 4, (64, 64)),  # Qwen3-30B-A3B-FP8 at tp=4
+    (96, 2048, 8, (32, 32)),
+    (48, 2048, 16, None),  # g = 16 < 32: refused
+    (320, 3072, 4, (64, 64)),
+])
+def test_refined_fp8_block_at_a_tp_split(N, K, tp, block):
+    assert vllm_rules.refined_block_shape((128, 128), N, K, tp) == block
