@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from autotune.config import Config
 from autotune.errors import UserError
+from autotune.lifetime import die_with_parent
 from autotune.plan import Plan
 from autotune.storage import check_parallel_safe, open_storage, storage_errors
 
@@ -133,6 +134,7 @@ def _worker_config(plan: Plan, i: int) -> Config:
 
 def worker_main(cfg: Config, index: int, count: int, gpu: Optional[str]) -> None:
     """One worker process: its own plan, storage connection and benchmarker."""
+    die_with_parent()  # a worker never outlives the run that started it
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before anything touches CUDA
     logging.basicConfig(level=logging.WARNING, format=f"worker {index}: %(message)s")
