@@ -133,6 +133,7 @@ class Config:
     # sqlite:///f.db, journal:f.journal or postgresql://...; null: sqlite file under outputs/
     storage: Optional[str] = None
     workers: int = 1  # measuring processes sharing the studies (GPU runs: one per GPU)
+    wait_for_gpu: bool = False  # a GPU another run measures on: wait for it (false: refuse)
     output_dir: str = "outputs/configs"
     table_dir: str = "outputs/tables"  # sampler=grid records a moe-grid-table/1 file per bucket
     finalists: int = 3  # best trials of a bucket re-timed with vLLM's default before one is written

@@ -27,6 +27,7 @@ from autotune.bench.protocol import Speculating
 from autotune.consolidate import consolidate, existing_studies
 from autotune.errors import UserError
 from autotune.formats import Written, config_file_name, sglang_subdir, write_config_file
+from autotune.gpu_lock import hold_gpu
 from autotune.plan import Plan
 from autotune.priors import PriorWeights, bucket_prior
 from autotune.samplers import make_pruner, make_sampler
@@ -64,9 +65,14 @@ def tune(plan: Plan, bench: Optional[Benchmarker] = None) -> TuneResult:
         from autotune.workers import run_workers
 
         return run_workers(plan)
-    storage = open_storage(plan.storage)
-    owns_bench = bench is None
-    bench = bench or open_benchmarker(plan)
+    if bench is not None:
+        return _tune(plan, open_storage(plan.storage), bench, owns_bench=False)
+    with hold_gpu(plan):  # one measurer per GPU: held until the benchmarker is closed
+        return _tune(plan, open_storage(plan.storage), open_benchmarker(plan), owns_bench=True)
+
+
+def _tune(plan: Plan, storage: optuna.storages.BaseStorage, bench: Benchmarker,
+          owns_bench: bool) -> TuneResult:
     result = TuneResult(plan)
     budget = bucket_budget(plan)
     bar = tqdm(total=budget * len(plan.buckets), unit="trial", file=sys.stderr,
