@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -110,6 +111,8 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
                         "or more (0: recorded tables do not count)")
     _check_positive("trials", cfg.trials)
     _check_positive("workers", cfg.workers)
+    if kind != "gpu":  # GPU runs: one worker per visible GPU (workers.gpu_pins)
+        _check_cpu_workers(cfg.workers)
     if cfg.patience is not None:
         _check_positive("patience", cfg.patience)
     _check_positive("finalists", cfg.finalists)
@@ -182,6 +185,14 @@ def _buckets(values: Optional[list[int]]) -> list[int]:
     if len(set(buckets)) != len(buckets):
         raise UserError(f"buckets={buckets} repeats a batch size; list each once")
     return sorted(buckets)
+
+
+def _check_cpu_workers(workers: int) -> None:
+    """A CPU run's workers each keep a core busy: more than the cores only thrash the machine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if workers > (cores or 1):
+        raise UserError(f"workers={workers}: this run measures on the CPU, which has {cores} "
+                        f"core(s) here; use workers={cores} or fewer")
 
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
