@@ -21,6 +21,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from autotune.bench import Benchmarker, open_benchmarker
 from autotune.bench.protocol import Speculating
@@ -80,7 +81,8 @@ def _tune(plan: Plan, storage: optuna.storages.BaseStorage, bench: Benchmarker,
     studies: dict[int, optuna.Study] = {}
     outcomes: dict[int, BucketOutcome] = {}
     try:
-        with graceful_stop():
+        # Log lines clear the progress bar and are written above it, not onto its line.
+        with graceful_stop(), logging_redirect_tqdm():
             work(plan, storage, bench, studies=studies, outcomes=outcomes,
                  on_measured=lambda r: _progress(bar, r),
                  on_bucket=lambda: _recount(bar, plan, studies, budget))
