@@ -50,6 +50,7 @@ from autotune.config import (
 )
 from autotune.errors import UserError
 from autotune.formats import device_token
+from autotune.output_paths import check_file
 from autotune.priors import PriorSource, PriorWeights, bucket_prior, load_prior_sources
 from autotune.samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler
 from autotune.shape import MoEShape
@@ -452,6 +453,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                  patience=args.patience, neighbours=args.neighbours,
                                  noise_cv=args.noise_cv, search_space=args.search_space,
                                  stop_at_optimum=not args.full_runs)
+        if args.json:
+            check_file(f"--json {args.json}", args.json)  # before the evaluation, not after
         paths = expand_table_paths(args.tables)
         result = evaluate(paths, settings, args.repeats, args.seed, args.workers,
                           args.random_repeats)

@@ -18,6 +18,7 @@ from autotune.config import VLLM_BUCKETS, Config
 from autotune.device import DeviceSpec, resolve_device
 from autotune.errors import UserError
 from autotune.formats import config_file_name, device_token
+from autotune.output_paths import check_file, check_folder
 from autotune.priors import PRIOR_SOURCES, PriorSource, load_prior_sources
 from autotune.samplers import PRUNERS, SAMPLERS
 from autotune.shape import MoEShape
@@ -142,9 +143,24 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
 
     storage = cfg.storage or default_storage_url(Path("outputs"))
     name = config_file_name(shape.E, shape.N, device.name, shape.dtype, shape.block_shape)
-    return Plan(cfg=cfg, shape=shape, device=device, space=space, benchmark_kind=kind,
+    plan = Plan(cfg=cfg, shape=shape, device=device, space=space, benchmark_kind=kind,
                 benchmark_identity=identity, buckets=buckets, storage=storage,
                 output_path=Path(cfg.output_dir) / name, replay=replay, comparison=comparison)
+    _check_outputs(plan)
+    return plan
+
+
+def _check_outputs(plan: Plan) -> None:
+    """Every path the run writes at its end, refused now if it cannot be written then."""
+    cfg = plan.cfg
+    setting = f"output_dir={cfg.output_dir}"
+    check_folder(setting, cfg.output_dir)
+    check_file(setting, plan.output_path)
+    check_folder(setting, plan.report_dir)
+    if cfg.install_dir:
+        check_file(f"install_dir={cfg.install_dir}", Path(cfg.install_dir) / plan.output_path.name)
+    if cfg.sampler.name == "grid":  # only the exhaustive pass records tables
+        check_folder(f"table_dir={cfg.table_dir}", cfg.table_dir)
 
 
 def benchmark_identity(cfg: Config, kind: str) -> dict[str, Any]:
