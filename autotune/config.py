@@ -7,7 +7,7 @@ command-line overrides keep working.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -15,6 +15,9 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 VLLM_BUCKETS = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 1536, 2048, 3072, 4096]
+# The largest batch size a bucket may have: 16 times vLLM's largest, and inputs that fit a GPU
+# (a larger M only allocated until it failed, e.g. M=10^12).
+MAX_BATCH_SIZE = 65536
 
 
 @dataclass
@@ -143,6 +146,18 @@ class Config:
     install_dir: Optional[str] = None  # also copy the file here (give it as VLLM_TUNED_CONFIG_FOLDER)
     dry_run: bool = False
     progress: bool = True
+
+
+def unknown_keys(node: Any, prefix: str = "") -> list[tuple[str, list[str]]]:
+    """Keys the schema does not have, with the known ones beside them: Hydra's `+key=value`
+    appends any key (`+trails=16` for trials), and OmegaConf keeps it on the object."""
+    known = [f.name for f in fields(node)]
+    out = [(prefix + key, known) for key in vars(node) if key not in known]
+    for name in known:
+        value = getattr(node, name)
+        if is_dataclass(value):
+            out += unknown_keys(value, f"{prefix}{name}.")
+    return out
 
 
 def package_dir() -> Path:

@@ -6,6 +6,7 @@ GPU present); `Plan.describe` is what `dry_run=true` prints.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import json
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from autotune.config import VLLM_BUCKETS, Config
+from autotune.config import MAX_BATCH_SIZE, VLLM_BUCKETS, Config, unknown_keys
 from autotune.device import DeviceSpec, resolve_device
 from autotune.errors import UserError
 from autotune.formats import config_file_name, device_token
@@ -24,6 +25,7 @@ from autotune.samplers import PRUNERS, SAMPLERS
 from autotune.shape import MoEShape
 from autotune.space import SearchSpace
 from autotune.storage import default_storage_url
+from autotune.warm_starts import load_warm_start_file
 
 BENCHMARK_KINDS = ("auto", "gpu", "interpreter", "replay")
 
@@ -97,6 +99,7 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
 
     probe_gpu=False skips checking that the configured GPU is the one present (dry runs).
     """
+    _check_known_keys(cfg)
     shape = MoEShape.from_config(cfg.shape)
     kind = _benchmark_kind(cfg)
     device = resolve_device(cfg.device, need_gpu=(kind == "gpu"), probe=probe_gpu)
@@ -118,6 +121,9 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
         _check_positive("patience", cfg.patience)
     _check_positive("finalists", cfg.finalists)
     _check_positive("retime_rounds", cfg.retime_rounds)
+    # Named input files are read now, so a missing or broken one stops the run before it measures.
+    if cfg.sampler.warm_start_file:
+        load_warm_start_file(cfg.sampler.warm_start_file)
     comparison = None
     if cfg.compare_with:
         from autotune.consolidate import load_comparison
@@ -146,6 +152,8 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     plan = Plan(cfg=cfg, shape=shape, device=device, space=space, benchmark_kind=kind,
                 benchmark_identity=identity, buckets=buckets, storage=storage,
                 output_path=Path(cfg.output_dir) / name, replay=replay, comparison=comparison)
+    if cfg.sampler.prior_files is not None:
+        plan.prior_sources  # noqa: B018 - read (and kept) now: a broken file is refused here
     _check_outputs(plan)
     return plan
 
@@ -198,9 +206,22 @@ def _buckets(values: Optional[list[int]]) -> list[int]:
     bad = [v for v in buckets if v < 1]
     if bad:
         raise UserError(f"buckets {bad}: batch sizes must be at least 1")
+    bad = [v for v in buckets if v > MAX_BATCH_SIZE]
+    if bad:
+        raise UserError(f"buckets {bad}: batch sizes are at most {MAX_BATCH_SIZE}; vLLM serves a "
+                        f"larger batch with the entry of the largest key")
     if len(set(buckets)) != len(buckets):
         raise UserError(f"buckets={buckets} repeats a batch size; list each once")
     return sorted(buckets)
+
+
+def _check_known_keys(cfg: Config) -> None:
+    for key, known in unknown_keys(cfg):
+        close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=1)
+        hint = f" (did you mean {key.rsplit('.', 1)[0] + '.' if '.' in key else ''}{close[0]}?)" \
+            if close else ""
+        raise UserError(f"+{key}: there is no setting {key}{hint}; `+` adds a key this run would "
+                        f"ignore (python -m autotune --help lists the settings)")
 
 
 def _check_cpu_workers(workers: int) -> None:

@@ -38,6 +38,18 @@ def refused(result, *words):
     (["shape=qwen35_tp1", "device=h100", "search_space=huge"], ["search_space/huge", "vllm"]),
     (["shape=qwen35_tp1", "device=h100", "sampler.prior_table_weight=-1"],
      ["sampler.prior_table_weight=-1.0", "0 or more"]),
+    (["shape=qwen35_tp1", "device=h100", "+trails=16"],
+     ["+trails: there is no setting trails (did you mean trials?)"]),
+    (["shape=qwen35_tp1", "device=h100", "+shape.expertz=3"],
+     ["+shape.expertz: there is no setting shape.expertz (did you mean shape.experts?)"]),
+    (["shape=qwen35_tp1", "device=h100", "buckets=[1,1000000000000]"],
+     ["buckets [1000000000000]: batch sizes are at most 65536"]),
+    (["shape=qwen35_tp1", "device=h100", "sampler.warm_start_file=/no/such/file.json"],
+     ["sampler.warm_start_file=/no/such/file.json does not exist"]),
+    (["shape=qwen35_tp1", "device=h100", "sampler.prior_files=[/no/such/folder]"],
+     ["sampler.prior_files: nothing found at /no/such/folder"]),
+    (["shape=qwen35_tp1", "device=h100", "compare_with=/no/such/file.json"],
+     ["compare_with=/no/such/file.json: no such file or folder"]),
 ])
 def test_bad_configuration_is_refused_with_the_value_named(tmp_path, args, words):
     refused(run_cli(*args, "dry_run=true", cwd=tmp_path), *words)
@@ -108,3 +120,14 @@ def test_malformed_replay_table_is_refused(tmp_path):
 def test_bucket_without_a_recorded_table_is_refused(tmp_path):
     refused(run_cli(*replay_args(tmp_path, "buckets=[1,2]"), "dry_run=true", cwd=tmp_path),
             "buckets [2] have no recorded table")
+
+
+@pytest.mark.parametrize("setting", ["sampler.warm_start_file", "sampler.prior_files"])
+def test_a_named_input_file_that_does_not_parse_is_refused_before_measuring(tmp_path, setting):
+    bad = tmp_path / "E=256,N=512,device_name=NVIDIA_H100_80GB_HBM3.json"
+    bad.write_text("{not json")
+    value = f"['{bad}']" if setting == "sampler.prior_files" else f"'{bad}'"  # = quoted for Hydra
+    result = refused(run_cli(*replay_args(tmp_path), f"{setting}={value}", cwd=tmp_path),
+                     f"vLLM config file {bad} is not readable")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "studies.db").exists()  # nothing was measured
