@@ -49,6 +49,8 @@ def run(cfg: Config) -> None:
         return
     from autotune.tune import tune
 
+    if plan.storage_note():
+        print(f"autotune: storage {plan.storage}{plan.storage_note()}", file=sys.stderr)
     # Ctrl-C and SIGTERM (Slurm, `kill`) stop the run at a safe point: see tune.graceful_stop.
     with storage_errors(plan.storage):
         result = tune(plan)

@@ -24,7 +24,7 @@ from autotune.priors import PRIOR_SOURCES, PriorSource, load_prior_sources
 from autotune.samplers import PRUNERS, SAMPLERS
 from autotune.shape import MoEShape
 from autotune.space import SearchSpace
-from autotune.storage import default_storage_url
+from autotune.storage import check_url, default_storage_url, journal_path, sqlite_path, storage_file
 from autotune.warm_starts import load_warm_start_file
 
 BENCHMARK_KINDS = ("auto", "gpu", "interpreter", "replay")
@@ -64,6 +64,11 @@ class Plan:
                 f"{s.dtype}{block}/{self.space.name}-{self.space.fingerprint()}/"
                 f"{self.benchmark_kind}-{bench_hash}/M={M}")
 
+    def storage_note(self) -> str:
+        """The file a relative sqlite:/// or journal: URL opens (sqlite:///tmp/x is ./tmp/x)."""
+        path = journal_path(self.storage) or sqlite_path(self.storage)
+        return f" (the file {storage_file(self.storage)})" if path and not path.is_absolute() else ""
+
     def describe(self) -> str:
         s, c = self.shape, self.cfg
         split = f"tp={s.tp} ep={s.ep}"
@@ -77,7 +82,7 @@ class Plan:
             f"sampler    {c.sampler.name}; {c.trials} measurements per bucket"
             + (f", patience {c.patience}" if c.patience else ""),
             f"buckets    {' '.join(map(str, self.buckets))}",
-            f"storage    {self.storage}"
+            f"storage    {self.storage}" + self.storage_note()
             + (f" (shared by {c.workers} workers)" if c.workers > 1 else ""),
             f"studies    {self.study_name(self.buckets[0])}"
             + (f"  ... M={self.buckets[-1]} ({len(self.buckets)} studies)" if len(self.buckets) > 1
@@ -148,6 +153,7 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
                             f"{sorted(replay.tables)}")
 
     storage = cfg.storage or default_storage_url(Path("outputs"))
+    check_url(storage)
     name = config_file_name(shape.E, shape.N, device.name, shape.dtype, shape.block_shape)
     plan = Plan(cfg=cfg, shape=shape, device=device, space=space, benchmark_kind=kind,
                 benchmark_identity=identity, buckets=buckets, storage=storage,

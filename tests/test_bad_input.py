@@ -50,6 +50,13 @@ def refused(result, *words):
      ["sampler.prior_files: nothing found at /no/such/folder"]),
     (["shape=qwen35_tp1", "device=h100", "compare_with=/no/such/file.json"],
      ["compare_with=/no/such/file.json: no such file or folder"]),
+    (["shape=qwen35_tp1", "device=h100", "storage=sqlite:/x.db"],
+     ["storage=sqlite:/x.db: an SQLite URL has three slashes", "sqlite:////tmp/studies.db"]),
+    (["shape=qwen35_tp1", "device=h100", "storage=sqlite://x.db"], ["three slashes"]),
+    (["shape=qwen35_tp1", "device=h100", "storage=postgres://me@db/tune"],
+     ["write postgresql://me@db/tune"]),
+    (["shape=qwen35_tp1", "device=h100", "storage=studies.db"],
+     ["storage=studies.db: not a storage URL; use sqlite:///<file>.db"]),
 ])
 def test_bad_configuration_is_refused_with_the_value_named(tmp_path, args, words):
     refused(run_cli(*args, "dry_run=true", cwd=tmp_path), *words)
@@ -131,3 +138,10 @@ def test_a_named_input_file_that_does_not_parse_is_refused_before_measuring(tmp_
                      f"vLLM config file {bad} is not readable")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "studies.db").exists()  # nothing was measured
+
+
+def test_a_relative_storage_path_is_said_as_the_file_it_opens(tmp_path):
+    result = run_cli("shape=tiny", "device=cpu", "storage=sqlite:///tmp/x.db", "dry_run=true",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"storage    sqlite:///tmp/x.db (the file {tmp_path / 'tmp' / 'x.db'})" in result.stdout
