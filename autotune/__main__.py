@@ -55,9 +55,8 @@ def run(cfg: Config) -> None:
     with storage_errors(plan.storage):
         result = tune(plan)
     for o in result.outcomes:
-        best = o.best
-        line = (f"{best.us:9.2f} us  {best.config}" if best else "no feasible config")
-        print(f"M={o.M:<5d} {len(o.records):3d} measured ({o.new_measurements} new)  {line}")
+        print(f"M={o.M:<5d} {len(o.records):3d} measured ({o.new_measurements} new)  "
+              f"{bucket_line(o, result.entries.get(o.M), result.settled.get(o.M))}")
     stats = result.bench_stats
     if stats:
         print(f"benchmark: {stats['measurements']} measurements in {stats['measure_seconds']:.1f} s, "
@@ -74,9 +73,26 @@ def run(cfg: Config) -> None:
         print(f"autotune: interrupted; finished trials are stored: {resume_hint()}",
               file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    if not result.written:
+        where = f": see {result.report_dir}/report.md" if result.report_dir else ""
+        print(f"autotune: error: no config file was written: no bucket has a config that ran "
+              f"and passed the correctness check{where}", file=sys.stderr)
+        sys.exit(1)
     if not result.complete:
         print(f"autotune: the buckets are not all finished: {resume_hint()}", file=sys.stderr)
         sys.exit(1)
+
+
+def bucket_line(outcome, entry: Optional[dict], settled: Optional[dict]) -> str:
+    """The bucket's entry as written, with its re-timed time; the first pass's best otherwise."""
+    if entry is not None and settled is not None:
+        return f"{settled['us']:9.2f} us  {entry}  (re-timed; {settled['source']})"
+    if entry is not None:
+        return f"{'':9s}    {entry}"
+    best = outcome.best
+    if best is None:
+        return "no feasible config"
+    return f"{best.us:9.2f} us  {best.config}  (first pass; no entry written)"
 
 
 def resume_hint() -> str:
