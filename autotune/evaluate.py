@@ -459,8 +459,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         result = evaluate(paths, settings, args.repeats, args.seed, args.workers,
                           args.random_repeats)
         if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(_finite(result), indent=1) + "\n")
+            try:
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps(_finite(result), indent=1) + "\n")
+            except OSError as exc:  # checked before, yet the disk may have filled meanwhile
+                raise UserError(f"--json {args.json}: cannot write it ({exc.strerror})") from None
     except UserError as exc:
         print(f"autotune.evaluate: error: {exc}", file=sys.stderr)
         return 2
