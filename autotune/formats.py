@@ -220,6 +220,9 @@ def _check_name(name: str, parsed: dict) -> list[Finding]:
     if " " in device:
         out.append(Finding("error", name, f"device_name={device!r} has spaces; the token is "
                                           f"{device_token(device, parsed['flavor'])!r}"))
+    elif device == "cpu":
+        out.append(Finding("error", name, "device_name=cpu is a CPU smoke run's file (Triton's "
+                                          "interpreter): vLLM looks up GPU names only"))
     elif parsed["flavor"] == "vllm" and "H200" in device and device != "NVIDIA_H200":
         out.append(Finding("error", name, f"device_name={device}: vLLM looks up every H200 as "
                                           f"NVIDIA_H200"))

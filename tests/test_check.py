@@ -45,6 +45,7 @@ BROKEN = {  # file name, content, the words of its one-line reason
     "E=256,N=512,device_name=NVIDIA_H200_NVL,dtype=fp8_w8a8.json": (
         {"1": ENTRY}, "vLLM looks up every H200 as NVIDIA_H200"),
     "E=256,N=512,device_name=NVIDIA_H200,dtype=bf16.json": ({"1": ENTRY}, "dtype=bf16 is never"),
+    "E=8,N=64,device_name=cpu.json": ({"1": ENTRY}, "device_name=cpu is a CPU smoke run's file"),
     "unsorted/" + GOOD: ({"16": ENTRY, "1": ENTRY}, "not in ascending order: [16, 1]"),
     "non-integer-key/" + GOOD: ({"1": ENTRY, "1.5": ENTRY}, "1.5: key is not a positive integer"),
     "missing/" + GOOD: ({"1": {k: v for k, v in ENTRY.items() if k != "GROUP_SIZE_M"}},
