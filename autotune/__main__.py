@@ -25,18 +25,40 @@ register_configs()
 EXIT_INTERRUPTED = 130
 
 
+class JobFailed(Exception):
+    """A multirun job's non-zero exit, raised instead of SystemExit: Hydra then runs the other
+    jobs and re-raises the first failure once all have run (SystemExit stopped the sweep)."""
+
+    def __init__(self, code: int):
+        super().__init__(f"exit code {code}")
+        self.code = code
+
+
 @hydra.main(config_path=str(config_root()), config_name="config", version_base="1.3")
 def main(dict_cfg: DictConfig) -> None:
     try:
-        cfg: Config = OmegaConf.to_object(dict_cfg)  # type: ignore[assignment]
-        run(cfg)
-    except UserError as exc:
-        print(f"autotune: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:  # a second Ctrl-C while the first was being handled
-        print(f"autotune: interrupted; finished trials are stored: {resume_hint()}",
-              file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        try:
+            cfg: Config = OmegaConf.to_object(dict_cfg)  # type: ignore[assignment]
+            run(cfg)
+        except UserError as exc:
+            print(f"autotune: error: {exc}", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:  # a second Ctrl-C while the first was being handled
+            print(f"autotune: interrupted; finished trials are stored: {resume_hint()}",
+                  file=sys.stderr)
+            sys.exit(EXIT_INTERRUPTED)
+    except SystemExit as exc:
+        # Ctrl-C stops the whole sweep; any other failure stops only its job.
+        if exc.code not in (0, None, EXIT_INTERRUPTED) and _in_multirun():
+            raise JobFailed(int(exc.code)) from None  # type: ignore[arg-type]
+        raise
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def run(cfg: Config) -> None:
@@ -149,6 +171,10 @@ def cli() -> None:
             raise
         print(f"autotune: error: {line}", file=sys.stderr)
         sys.exit(2)
+    except JobFailed as exc:  # every job has run; each said what went wrong above
+        print(f"autotune: a job of the multirun failed ({exc}); the other jobs ran",
+              file=sys.stderr)
+        sys.exit(exc.code)
     except KeyboardInterrupt:  # before the run started: nothing to save
         print("autotune: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)

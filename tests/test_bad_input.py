@@ -145,3 +145,14 @@ def test_a_relative_storage_path_is_said_as_the_file_it_opens(tmp_path):
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert f"storage    sqlite:///tmp/x.db (the file {tmp_path / 'tmp' / 'x.db'})" in result.stdout
+
+
+def test_a_failing_multirun_job_does_not_stop_the_others(tmp_path):
+    result = run_cli("-m", "shape=tiny,qwen35_tp1", "device=h200", "benchmark=replay",
+                     f"benchmark.tables=[{replay_args(tmp_path)[3].split('[')[1][:-1]}]",
+                     "dry_run=true", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "autotune: error: no recorded table is for E=8 N=64" in result.stderr  # job 0
+    assert "output     outputs/configs/E=256,N=512,device_name=NVIDIA_H200" in result.stdout  # 1
+    assert result.stderr.strip().endswith("a job of the multirun failed (exit code 2); the other "
+                                          "jobs ran")
