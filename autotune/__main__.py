@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import sys
+import textwrap
 from typing import Optional
 
 import hydra
@@ -160,7 +161,54 @@ def _raised_in_hydra(exc: BaseException) -> bool:
     return tb is not None and f"{os.sep}hydra{os.sep}" in tb.tb_frame.f_code.co_filename
 
 
+def usage() -> str:
+    """What --help prints: needs no shape or device (Hydra's own help composes the config first,
+    and refused without them)."""
+    from dataclasses import MISSING, fields, is_dataclass
+
+    from autotune.config import search_space_root
+
+    def presets(folder) -> str:
+        return ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+
+    settings = []
+    for f in fields(Config):
+        if f.default is MISSING and f.default_factory is MISSING:
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()
+        if is_dataclass(default) or default == "???":  # a group, or shape/device (required)
+            continue
+        shown = "null" if default is None else str(default).lower() if isinstance(
+            default, bool) else default
+        settings.append(f"{f.name}={shown}")
+    root = config_root()
+    groups = "\n".join(
+        f"  {name + '=':<14}{presets(root / name if name != 'search_space' else search_space_root())}"
+        for name in GROUPS)
+    return f"""usage: python -m autotune shape=PRESET device=PRESET [key=value ...]
+
+Tunes vLLM's fused-MoE Triton kernel configs for one MoE layer shape on one GPU and writes the
+JSON file vLLM loads (outputs/configs/E=...,device_name=....json). shape and device are required.
+
+Presets (group=name):
+{groups}
+
+Settings (key=value, shown with their defaults):
+  {chr(10).join(textwrap.wrap("  ".join(settings), 94, subsequent_indent="  "))}
+  and per group: shape.tp=, shape.ep=, shape.dtype=, sampler.KEY=, benchmark.KEY=, ...
+
+First, without a GPU (about a minute):
+  python -m autotune shape=tiny device=cpu
+Offline, on the bundled H200 tables:
+  python -m autotune shape=qwen35_tp1 device=h200 benchmark=replay benchmark.tables=bundled
+Print the plan without measuring: dry_run=true. Several runs: -m shape=a,b (Hydra's multirun).
+More in the README; Hydra's own options: --hydra-help."""
+
+
 def cli() -> None:
+    if any(a in ("-h", "--help") for a in sys.argv[1:]):
+        print(usage())
+        return
     # Hydra re-raises composition errors under HYDRA_FULL_ERROR, so they can be told in one line.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
