@@ -104,7 +104,9 @@ class PrunerConfig:
 @dataclass
 class BenchmarkConfig:
     name: str = "auto"  # auto (gpu or interpreter, from device.kind) | gpu | interpreter | replay
-    tables: List[str] = field(default_factory=list)  # replay: moe-grid-table/1 files or globs
+    # replay: moe-grid-table/1 files, globs or folders, or `bundled` (autotune/grid_tables); a
+    # list, or one of them (Any: OmegaConf has no union of str and list)
+    tables: Any = field(default_factory=list)
     default_buckets: Optional[List[int]] = None  # buckets when the top-level `buckets` is null
     calls_per_graph: int = 10
     warmup_replays: int = 5

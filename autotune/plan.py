@@ -139,7 +139,7 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     if kind == "replay":
         from autotune.bench.replay import ReplayBenchmarker
 
-        replay = ReplayBenchmarker(cfg.benchmark.tables, shape, device.name)
+        replay = ReplayBenchmarker(_table_patterns(cfg.benchmark.tables), shape, device.name)
         identity = replay.identity()
         default_buckets = replay.default_buckets()
     else:
@@ -203,6 +203,16 @@ def _benchmark_kind(cfg: Config) -> str:
         raise UserError("benchmark.name=gpu with device=cpu: the CPU runs the interpreter "
                         "benchmarker; use benchmark.name=auto or a GPU device")
     return name
+
+
+def _table_patterns(value: Any) -> list[str]:
+    """benchmark.tables as a list: one path (`benchmark.tables=bundled`) or several."""
+    patterns = [value] if isinstance(value, (str, Path)) else value
+    if not isinstance(patterns, (list, tuple)) or not all(
+            isinstance(p, (str, Path)) for p in patterns):
+        raise UserError(f"benchmark.tables={value}: give moe-grid-table/1 files, globs or folders "
+                        f"(benchmark.tables=[a.json,tables/]), or bundled")
+    return [str(p) for p in patterns]
 
 
 def _buckets(values: Optional[list[int]]) -> list[int]:
