@@ -74,6 +74,8 @@ def run(cfg: Config) -> None:
 
     if plan.storage_note():
         print(f"autotune: storage {plan.storage}{plan.storage_note()}", file=sys.stderr)
+    if plan.interpreter_warning():
+        print(f"autotune: warning: {plan.interpreter_warning()}", file=sys.stderr)
     # Ctrl-C and SIGTERM (Slurm, `kill`) stop the run at a safe point: see tune.graceful_stop.
     with storage_errors(plan.storage):
         result = tune(plan)

@@ -56,8 +56,9 @@ def present_gpu() -> DeviceSpec:
     import torch
 
     if not torch.cuda.is_available():
-        raise UserError("no CUDA GPU is present; use device=cpu for a smoke run on the Triton "
-                        "interpreter, or benchmark=replay with recorded tables")
+        raise UserError("no CUDA GPU is present; try shape=tiny device=cpu (a smoke run on "
+                        "Triton's interpreter, about a minute), or benchmark=replay "
+                        "benchmark.tables=bundled (recorded H200 tables)")
     props = torch.cuda.get_device_properties(0)
     smem = getattr(props, "shared_memory_per_block_optin", None)
     l2 = getattr(props, "L2_cache_size", None)

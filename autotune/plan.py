@@ -28,6 +28,8 @@ from autotune.storage import check_url, default_storage_url, journal_path, sqlit
 from autotune.warm_starts import load_warm_start_file
 
 BENCHMARK_KINDS = ("auto", "gpu", "interpreter", "replay")
+# E * N * K up to which the interpreter takes seconds per measurement (shape=tiny: 65,536).
+INTERPRETER_QUICK_SIZE = 1 << 20
 
 
 @dataclass
@@ -69,6 +71,17 @@ class Plan:
         path = journal_path(self.storage) or sqlite_path(self.storage)
         return f" (the file {storage_file(self.storage)})" if path and not path.is_absolute() else ""
 
+    def interpreter_warning(self) -> Optional[str]:
+        """A real shape on device=cpu: Triton's interpreter needs about a minute per measurement
+        (65-80 s measured for qwen35_tp1 on a 2-core machine) where shape=tiny needs about 1 s."""
+        s, c = self.shape, self.cfg
+        if self.benchmark_kind != "interpreter" or s.E * s.N * s.K <= INTERPRETER_QUICK_SIZE:
+            return None
+        measurements = len(self.buckets) * (c.trials + (c.finalists + 1) * c.retime_rounds)
+        return (f"{s.model or 'this shape'} on device=cpu runs in Triton's interpreter at about a "
+                f"minute per measurement, and this run makes about {measurements}: expect "
+                f"{measurements} minutes or more (shape=tiny device=cpu is the quick smoke test)")
+
     def describe(self) -> str:
         s, c = self.shape, self.cfg
         split = f"tp={s.tp} ep={s.ep}"
@@ -96,6 +109,8 @@ class Plan:
             lines.append(f"sglang     {self.output_path.parent}/triton_X_Y_Z/ (Triton's version)")
         if c.install_dir:
             lines.append(f"install    {c.install_dir}/ (VLLM_TUNED_CONFIG_FOLDER)")
+        if self.interpreter_warning():
+            lines.append(f"warning    {self.interpreter_warning()}")
         return "\n".join(lines)
 
 
