@@ -72,14 +72,14 @@ class Plan:
         return f" (the file {storage_file(self.storage)})" if path and not path.is_absolute() else ""
 
     def interpreter_warning(self) -> Optional[str]:
-        """A real shape on device=cpu: Triton's interpreter needs about a minute per measurement
-        (65-80 s measured for qwen35_tp1 on a 2-core machine) where shape=tiny needs about 1 s."""
+        """A real shape on device=cpu: Triton's interpreter needs one to three minutes per
+        measurement (65-190 s measured for qwen35_tp1 on 2 cores) where shape=tiny needs 1-2 s."""
         s, c = self.shape, self.cfg
         if self.benchmark_kind != "interpreter" or s.E * s.N * s.K <= INTERPRETER_QUICK_SIZE:
             return None
         measurements = len(self.buckets) * (c.trials + (c.finalists + 1) * c.retime_rounds)
-        return (f"{s.model or 'this shape'} on device=cpu runs in Triton's interpreter at about a "
-                f"minute per measurement, and this run makes about {measurements}: expect "
+        return (f"{s.model or 'this shape'} on device=cpu runs in Triton's interpreter at one to three "
+                f"minutes per measurement, and this run makes about {measurements}: expect "
                 f"{measurements} minutes or more (shape=tiny device=cpu is the quick smoke test)")
 
     def describe(self) -> str:
