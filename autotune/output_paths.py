@@ -16,10 +16,11 @@ from autotune.errors import UserError
 PATH_MAX = 4096  # Linux's limit on a whole path
 
 
-def check_folder(setting: str, value: str | Path) -> Path:
+def check_folder(setting: str, value: str | Path, *, writable: bool = True) -> Path:
     """A folder the run will create if needed and write into; returns it (user's ~ expanded).
 
-    setting names what the user gave (`output_dir=outputs/configs`, `--json`) in the message.
+    setting names what the user gave (`output_dir=outputs/configs`, `--json`) in the message;
+    writable=False leaves that check to the caller (the storage says more: read-only, full).
     """
     path = Path(value).expanduser()
     _check_length(setting, path)
@@ -30,18 +31,24 @@ def check_folder(setting: str, value: str | Path) -> Path:
                             f"created if missing), or move the file away")
         raise UserError(f"{setting}: {existing} is a file, so no folder can be made under it; "
                         f"pass another path")
-    _check_writable(setting, existing)
+    if writable:
+        _check_writable(setting, existing)
     return path
 
 
-def check_file(setting: str, value: str | Path) -> Path:
+def check_file(setting: str, value: str | Path, *, writable: bool = True) -> Path:
     """A file the run will write (replacing it if it exists); returns it."""
     path = Path(value).expanduser()
-    check_folder(setting, path.parent)
     _check_length(setting, path)
+    existing = _nearest_existing(path.parent)
+    if not existing.is_dir():
+        raise UserError(f"{setting}: {existing} is a file, so no {path.name} can be made under "
+                        f"it; pass another path")
     if path.is_dir():
         raise UserError(f"{setting}: {path} is a folder, not a file; pass a file name, or move "
                         f"the folder away")
+    if writable:
+        _check_writable(setting, existing)
     return path
 
 

@@ -169,6 +169,8 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
 
     storage = cfg.storage or default_storage_url(Path("outputs"))
     check_url(storage)
+    if storage_file(storage) is not None:  # read-only and full disks: open_storage says more
+        check_file(f"storage={storage}", storage_file(storage), writable=False)
     name = config_file_name(shape.E, shape.N, device.name, shape.dtype, shape.block_shape)
     plan = Plan(cfg=cfg, shape=shape, device=device, space=space, benchmark_kind=kind,
                 benchmark_identity=identity, buckets=buckets, storage=storage,

@@ -90,3 +90,17 @@ def test_evaluate_refuses_its_json_path_before_evaluating(tmp_path, where):
     assert result.returncode == 2 and result.stdout == ""  # nothing was evaluated
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"autotune.evaluate: error: --json {path}: ")
+
+
+@pytest.mark.parametrize("kind", ["sqlite:///", "journal:"])
+def test_a_storage_file_that_cannot_be_made_is_refused_in_the_plan(tmp_path, kind):
+    (tmp_path / "f").write_text("")
+    for where, words in [(tmp_path / "f" / "s.db", f"{tmp_path / 'f'} is a file, so no s.db can "
+                                                   f"be made under it"),
+                         (tmp_path / LONG, "is 300 bytes"),
+                         (tmp_path, f"{tmp_path} is a folder, not a file")]:
+        result = run_cli(*replay_args(tmp_path), f"storage={kind}{where}", "dry_run=true",
+                         cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"autotune: error: storage={kind}{where}: ") and words in line
