@@ -5,7 +5,7 @@
 
 Alternates a single run and a `workers=2` run of `shape=tiny device=cpu` (the interpreter
 benchmarker: every run has measuring-worker children, a workers=2 run two levels of them), each
-kill at a uniformly random moment 0.3-25 s after the start (start-up, measuring, re-timing,
+kill at a uniformly random moment 0.3-60 s after the start (start-up, measuring, re-timing,
 writing). Only the parent is killed (as the OOM killer or `kill -9 PID` do), not its group. Per
 kill: the processes of the run's session alive 10 s later (zombies not counted), and whether every
 trial finished before the kill is still in the storage, unchanged. At the end one run per mode
@@ -72,7 +72,7 @@ def command(mode: str, folder: Path, trials: int) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kills", type=int, default=20)
-    ap.add_argument("--trials", type=int, default=60, help="budget per bucket")
+    ap.add_argument("--trials", type=int, default=100, help="budget per bucket")
     ap.add_argument("--seed", type=int, default=15)
     args = ap.parse_args()
     rng = random.Random(args.seed)
@@ -82,15 +82,16 @@ def main() -> int:
     for i in range(args.kills):
         mode = "single" if i % 2 == 0 else "workers2"
         url = f"sqlite:///{folder / f'{mode}.db'}"
-        at = rng.uniform(0.3, 25.0)
+        at = rng.uniform(0.3, 60.0)
         run = subprocess.Popen(command(mode, folder, args.trials), cwd=folder, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
         time.sleep(at)
-        finished_first = run.poll() is not None
         before = finished_trials(url)
         children = len(session_alive(run.pid)) - 1
-        os.kill(run.pid, signal.SIGKILL)
+        finished_first = run.poll() is not None  # the run ended by itself: nothing to kill
+        if not finished_first:
+            os.kill(run.pid, signal.SIGKILL)
         run.wait()
         deadline = time.time() + GONE_WITHIN_S
         while session_alive(run.pid) and time.time() < deadline:
@@ -103,7 +104,8 @@ def main() -> int:
         kills.append({"mode": mode, "at_s": round(at, 2), "children_before": children,
                       "finished_before_kill": finished_first, "left_after_10s": left,
                       "measured_before": len(before), "lost": len(lost)})
-        print(f"kill {i + 1:2d} {mode:8s} at {at:5.1f} s: {children} children, "
+        print(f"kill {i + 1:2d} {mode:8s} at {at:5.1f} s"
+              f"{' (had finished)' if finished_first else ''}: {children} children, "
               f"{len(left)} left after {GONE_WITHIN_S} s, {len(before)} finished trials, "
               f"{len(lost)} lost", flush=True)
 
