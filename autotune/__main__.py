@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import sys
+import textwrap
 from typing import Optional
 
 import hydra
@@ -25,18 +26,40 @@ register_configs()
 EXIT_INTERRUPTED = 130
 
 
+class JobFailed(Exception):
+    """A multirun job's non-zero exit, raised instead of SystemExit: Hydra then runs the other
+    jobs and re-raises the first failure once all have run (SystemExit stopped the sweep)."""
+
+    def __init__(self, code: int):
+        super().__init__(f"exit code {code}")
+        self.code = code
+
+
 @hydra.main(config_path=str(config_root()), config_name="config", version_base="1.3")
 def main(dict_cfg: DictConfig) -> None:
     try:
-        cfg: Config = OmegaConf.to_object(dict_cfg)  # type: ignore[assignment]
-        run(cfg)
-    except UserError as exc:
-        print(f"autotune: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:  # a second Ctrl-C while the first was being handled
-        print(f"autotune: interrupted; finished trials are stored: {resume_hint()}",
-              file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        try:
+            cfg: Config = OmegaConf.to_object(dict_cfg)  # type: ignore[assignment]
+            run(cfg)
+        except UserError as exc:
+            print(f"autotune: error: {exc}", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:  # a second Ctrl-C while the first was being handled
+            print(f"autotune: interrupted; finished trials are stored: {resume_hint()}",
+                  file=sys.stderr)
+            sys.exit(EXIT_INTERRUPTED)
+    except SystemExit as exc:
+        # Ctrl-C stops the whole sweep; any other failure stops only its job.
+        if exc.code not in (0, None, EXIT_INTERRUPTED) and _in_multirun():
+            raise JobFailed(int(exc.code)) from None  # type: ignore[arg-type]
+        raise
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def run(cfg: Config) -> None:
@@ -49,13 +72,16 @@ def run(cfg: Config) -> None:
         return
     from autotune.tune import tune
 
+    if plan.storage_note():
+        print(f"autotune: storage {plan.storage}{plan.storage_note()}", file=sys.stderr)
+    if plan.interpreter_warning():
+        print(f"autotune: warning: {plan.interpreter_warning()}", file=sys.stderr)
     # Ctrl-C and SIGTERM (Slurm, `kill`) stop the run at a safe point: see tune.graceful_stop.
     with storage_errors(plan.storage):
         result = tune(plan)
     for o in result.outcomes:
-        best = o.best
-        line = (f"{best.us:9.2f} us  {best.config}" if best else "no feasible config")
-        print(f"M={o.M:<5d} {len(o.records):3d} measured ({o.new_measurements} new)  {line}")
+        print(f"M={o.M:<5d} {len(o.records):3d} measured ({o.new_measurements} new)  "
+              f"{bucket_line(o, result.entries.get(o.M), result.settled.get(o.M))}")
     stats = result.bench_stats
     if stats:
         print(f"benchmark: {stats['measurements']} measurements in {stats['measure_seconds']:.1f} s, "
@@ -72,9 +98,26 @@ def run(cfg: Config) -> None:
         print(f"autotune: interrupted; finished trials are stored: {resume_hint()}",
               file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    if not result.written:
+        where = f": see {result.report_dir}/report.md" if result.report_dir else ""
+        print(f"autotune: error: no config file was written: no bucket has a config that ran "
+              f"and passed the correctness check{where}", file=sys.stderr)
+        sys.exit(1)
     if not result.complete:
         print(f"autotune: the buckets are not all finished: {resume_hint()}", file=sys.stderr)
         sys.exit(1)
+
+
+def bucket_line(outcome, entry: Optional[dict], settled: Optional[dict]) -> str:
+    """The bucket's entry as written, with its re-timed time; the first pass's best otherwise."""
+    if entry is not None and settled is not None:
+        return f"{settled['us']:9.2f} us  {entry}  (re-timed; {settled['source']})"
+    if entry is not None:
+        return f"{'':9s}    {entry}"
+    best = outcome.best
+    if best is None:
+        return "no feasible config"
+    return f"{best.us:9.2f} us  {best.config}  (first pass; no entry written)"
 
 
 def resume_hint() -> str:
@@ -120,7 +163,54 @@ def _raised_in_hydra(exc: BaseException) -> bool:
     return tb is not None and f"{os.sep}hydra{os.sep}" in tb.tb_frame.f_code.co_filename
 
 
+def usage() -> str:
+    """What --help prints: needs no shape or device (Hydra's own help composes the config first,
+    and refused without them)."""
+    from dataclasses import MISSING, fields, is_dataclass
+
+    from autotune.config import search_space_root
+
+    def presets(folder) -> str:
+        return ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+
+    settings = []
+    for f in fields(Config):
+        if f.default is MISSING and f.default_factory is MISSING:
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()
+        if is_dataclass(default) or default == "???":  # a group, or shape/device (required)
+            continue
+        shown = "null" if default is None else str(default).lower() if isinstance(
+            default, bool) else default
+        settings.append(f"{f.name}={shown}")
+    root = config_root()
+    groups = "\n".join(
+        f"  {name + '=':<14}{presets(root / name if name != 'search_space' else search_space_root())}"
+        for name in GROUPS)
+    return f"""usage: python -m autotune shape=PRESET device=PRESET [key=value ...]
+
+Tunes vLLM's fused-MoE Triton kernel configs for one MoE layer shape on one GPU and writes the
+JSON file vLLM loads (outputs/configs/E=...,device_name=....json). shape and device are required.
+
+Presets (group=name):
+{groups}
+
+Settings (key=value, shown with their defaults):
+  {chr(10).join(textwrap.wrap("  ".join(settings), 94, subsequent_indent="  "))}
+  and per group: shape.tp=, shape.ep=, shape.dtype=, sampler.KEY=, benchmark.KEY=, ...
+
+First, without a GPU (about a minute):
+  python -m autotune shape=tiny device=cpu
+Offline, on the bundled H200 tables:
+  python -m autotune shape=qwen35_tp1 device=h200 benchmark=replay benchmark.tables=bundled
+Print the plan without measuring: dry_run=true. Several runs: -m shape=a,b (Hydra's multirun).
+More in the README; Hydra's own options: --hydra-help."""
+
+
 def cli() -> None:
+    if any(a in ("-h", "--help") for a in sys.argv[1:]):
+        print(usage())
+        return
     # Hydra re-raises composition errors under HYDRA_FULL_ERROR, so they can be told in one line.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
@@ -131,6 +221,10 @@ def cli() -> None:
             raise
         print(f"autotune: error: {line}", file=sys.stderr)
         sys.exit(2)
+    except JobFailed as exc:  # every job has run; each said what went wrong above
+        print(f"autotune: a job of the multirun failed ({exc}); the other jobs ran",
+              file=sys.stderr)
+        sys.exit(exc.code)
     except KeyboardInterrupt:  # before the run started: nothing to save
         print("autotune: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)

@@ -7,7 +7,7 @@ command-line overrides keep working.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -15,6 +15,9 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 VLLM_BUCKETS = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 1536, 2048, 3072, 4096]
+# The largest batch size a bucket may have: 16 times vLLM's largest, and inputs that fit a GPU
+# (a larger M only allocated until it failed, e.g. M=10^12).
+MAX_BATCH_SIZE = 65536
 
 
 @dataclass
@@ -103,7 +106,9 @@ class PrunerConfig:
 @dataclass
 class BenchmarkConfig:
     name: str = "auto"  # auto (gpu or interpreter, from device.kind) | gpu | interpreter | replay
-    tables: List[str] = field(default_factory=list)  # replay: moe-grid-table/1 files or globs
+    # replay: moe-grid-table/1 files, globs or folders, or `bundled` (autotune/grid_tables); a
+    # list, or one of them (Any: OmegaConf has no union of str and list)
+    tables: Any = field(default_factory=list)
     default_buckets: Optional[List[int]] = None  # buckets when the top-level `buckets` is null
     calls_per_graph: int = 10
     warmup_replays: int = 5
@@ -137,6 +142,7 @@ class Config:
     # sqlite:///f.db, journal:f.journal or postgresql://...; null: sqlite file under outputs/
     storage: Optional[str] = None
     workers: int = 1  # measuring processes sharing the studies (GPU runs: one per GPU)
+    wait_for_gpu: bool = False  # a GPU another run measures on: wait for it (false: refuse)
     output_dir: str = "outputs/configs"
     table_dir: str = "outputs/tables"  # sampler=grid records a moe-grid-table/1 file per bucket
     finalists: int = 3  # best trials of a bucket re-timed with vLLM's default before one is written
@@ -146,6 +152,18 @@ class Config:
     install_dir: Optional[str] = None  # also copy the file here (give it as VLLM_TUNED_CONFIG_FOLDER)
     dry_run: bool = False
     progress: bool = True
+
+
+def unknown_keys(node: Any, prefix: str = "") -> list[tuple[str, list[str]]]:
+    """Keys the schema does not have, with the known ones beside them: Hydra's `+key=value`
+    appends any key (`+trails=16` for trials), and OmegaConf keeps it on the object."""
+    known = [f.name for f in fields(node)]
+    out = [(prefix + key, known) for key in vars(node) if key not in known]
+    for name in known:
+        value = getattr(node, name)
+        if is_dataclass(value):
+            out += unknown_keys(value, f"{prefix}{name}.")
+    return out
 
 
 def package_dir() -> Path:

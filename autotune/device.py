@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -19,6 +20,8 @@ class DeviceSpec:
     shared_memory_per_block: Optional[int] = None
     compute_capability: Optional[tuple[int, int]] = None
     l2_cache_mb: Optional[float] = None
+    uuid: Optional[str] = None  # the GPU's own id (the same under any CUDA_VISIBLE_DEVICES); known
+    # only when the GPU present was probed
 
 
 def resolve_device(cfg: DeviceConfig, *, need_gpu: bool, probe: bool) -> DeviceSpec:
@@ -45,6 +48,7 @@ def resolve_device(cfg: DeviceConfig, *, need_gpu: bool, probe: bool) -> DeviceS
         if device_token(present.name) != device_token(spec.name):
             raise UserError(f"device is {spec.name} but the GPU present is {present.name}; "
                             f"pass the matching device= preset or device=auto")
+        spec = dataclasses.replace(spec, uuid=present.uuid)
     return spec
 
 
@@ -52,13 +56,25 @@ def present_gpu() -> DeviceSpec:
     import torch
 
     if not torch.cuda.is_available():
-        raise UserError("no CUDA GPU is present; use device=cpu for a smoke run on the Triton "
-                        "interpreter, or benchmark=replay with recorded tables")
+        raise UserError("no CUDA GPU is present; try shape=tiny device=cpu (a smoke run on "
+                        "Triton's interpreter, about a minute), or benchmark=replay "
+                        "benchmark.tables=bundled (recorded H200 tables)")
     props = torch.cuda.get_device_properties(0)
     smem = getattr(props, "shared_memory_per_block_optin", None)
     l2 = getattr(props, "L2_cache_size", None)
     return DeviceSpec(
         name=torch.cuda.get_device_name(0), kind="gpu", sm_count=props.multi_processor_count,
         shared_memory_per_block=smem, compute_capability=(props.major, props.minor),
-        l2_cache_mb=l2 / 2**20 if l2 else None,
+        l2_cache_mb=l2 / 2**20 if l2 else None, uuid=_uuid(props),
     )
+
+
+def _uuid(props) -> Optional[str]:
+    """GPU-<uuid> as nvidia-smi prints it; the PCI address where torch has no uuid."""
+    uuid = getattr(props, "uuid", None)
+    if uuid is not None:
+        return f"GPU-{uuid}"
+    bus = getattr(props, "pci_bus_id", None)
+    if bus is None:
+        return None
+    return f"PCI-{getattr(props, 'pci_domain_id', 0):04x}:{bus:02x}:{getattr(props, 'pci_device_id', 0):02x}"

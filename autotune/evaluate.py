@@ -50,6 +50,7 @@ from autotune.config import (
 )
 from autotune.errors import UserError
 from autotune.formats import device_token
+from autotune.output_paths import check_file
 from autotune.priors import PriorSource, PriorWeights, bucket_prior, load_prior_sources
 from autotune.samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler
 from autotune.shape import MoEShape
@@ -452,12 +453,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                  patience=args.patience, neighbours=args.neighbours,
                                  noise_cv=args.noise_cv, search_space=args.search_space,
                                  stop_at_optimum=not args.full_runs)
+        if args.json:
+            check_file(f"--json {args.json}", args.json)  # before the evaluation, not after
         paths = expand_table_paths(args.tables)
         result = evaluate(paths, settings, args.repeats, args.seed, args.workers,
                           args.random_repeats)
         if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(_finite(result), indent=1) + "\n")
+            try:
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps(_finite(result), indent=1) + "\n")
+            except OSError as exc:  # checked before, yet the disk may have filled meanwhile
+                raise UserError(f"--json {args.json}: cannot write it ({exc.strerror})") from None
     except UserError as exc:
         print(f"autotune.evaluate: error: {exc}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ GPU present); `Plan.describe` is what `dry_run=true` prints.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import json
@@ -15,19 +16,23 @@ from pathlib import Path
 from typing import Any, Optional
 
 from autotune import vllm_rules
-from autotune.config import VLLM_BUCKETS, Config
+from autotune.config import MAX_BATCH_SIZE, VLLM_BUCKETS, Config, unknown_keys
 from autotune.device import DeviceSpec, resolve_device
 from autotune.errors import UserError
 from autotune.formats import config_file_name, device_token
+from autotune.output_paths import check_file, check_folder
 from autotune.priors import PRIOR_SOURCES, PriorSource, load_prior_sources
 from autotune.samplers import PRUNERS, SAMPLERS
 from autotune.shape import MoEShape
 from autotune.space import SearchSpace
-from autotune.storage import default_storage_url
+from autotune.storage import check_url, default_storage_url, journal_path, sqlite_path, storage_file
 from autotune.vllm_rules import VLLM_VERSION
+from autotune.warm_starts import load_warm_start_file
 
 BENCHMARK_KINDS = ("auto", "gpu", "interpreter", "replay")
 L2_MODES = ("hot", "cold", "layers")  # see autotune/bench/timing.py
+# E * N * K up to which the interpreter takes seconds per measurement (shape=tiny: 65,536).
+INTERPRETER_QUICK_SIZE = 1 << 20
 
 
 @dataclass
@@ -65,6 +70,22 @@ class Plan:
                 f"{s.dtype}{block}/{self.space.name}-{self.space.fingerprint()}/"
                 f"{self.benchmark_kind}-{bench_hash}/M={M}")
 
+    def storage_note(self) -> str:
+        """The file a relative sqlite:/// or journal: URL opens (sqlite:///tmp/x is ./tmp/x)."""
+        path = journal_path(self.storage) or sqlite_path(self.storage)
+        return f" (the file {storage_file(self.storage)})" if path and not path.is_absolute() else ""
+
+    def interpreter_warning(self) -> Optional[str]:
+        """A real shape on device=cpu: Triton's interpreter needs one to three minutes per
+        measurement (65-190 s measured for qwen35_tp1 on 2 cores) where shape=tiny needs 1-2 s."""
+        s, c = self.shape, self.cfg
+        if self.benchmark_kind != "interpreter" or s.E * s.N * s.K <= INTERPRETER_QUICK_SIZE:
+            return None
+        measurements = len(self.buckets) * (c.trials + (c.finalists + 1) * c.retime_rounds)
+        return (f"{s.model or 'this shape'} on device=cpu runs in Triton's interpreter at one to three "
+                f"minutes per measurement, and this run makes about {measurements}: expect "
+                f"{measurements} minutes or more (shape=tiny device=cpu is the quick smoke test)")
+
     def describe(self) -> str:
         s, c = self.shape, self.cfg
         split = f"tp={s.tp} ep={s.ep}"
@@ -79,7 +100,7 @@ class Plan:
             f"sampler    {c.sampler.name}; {c.trials} measurements per bucket"
             + (f", patience {c.patience}" if c.patience else ""),
             f"buckets    {' '.join(map(str, self.buckets))}",
-            f"storage    {self.storage}"
+            f"storage    {self.storage}" + self.storage_note()
             + (f" (shared by {c.workers} workers)" if c.workers > 1 else ""),
             f"studies    {self.study_name(self.buckets[0])}"
             + (f"  ... M={self.buckets[-1]} ({len(self.buckets)} studies)" if len(self.buckets) > 1
@@ -94,6 +115,8 @@ class Plan:
             lines.append(f"sglang     {self.output_path.parent}/triton_X_Y_Z/ (Triton's version)")
         if c.install_dir:
             lines.append(f"install    {c.install_dir}/ (VLLM_TUNED_CONFIG_FOLDER)")
+        if self.interpreter_warning():
+            lines.append(f"warning    {self.interpreter_warning()}")
         return "\n".join(lines)
 
 
@@ -115,6 +138,7 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
 
     probe_gpu=False skips checking that the configured GPU is the one present (dry runs).
     """
+    _check_known_keys(cfg)
     shape_cfg, model_config = cfg.shape, None
     _check_choice("shape.source", cfg.shape.source, ("preset", "hf"))
     if cfg.shape.source == "hf":
@@ -136,10 +160,15 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
                         "or more (0: recorded tables do not count)")
     _check_positive("trials", cfg.trials)
     _check_positive("workers", cfg.workers)
+    if kind != "gpu":  # GPU runs: one worker per visible GPU (workers.gpu_pins)
+        _check_cpu_workers(cfg.workers)
     if cfg.patience is not None:
         _check_positive("patience", cfg.patience)
     _check_positive("finalists", cfg.finalists)
     _check_positive("retime_rounds", cfg.retime_rounds)
+    # Named input files are read now, so a missing or broken one stops the run before it measures.
+    if cfg.sampler.warm_start_file:
+        load_warm_start_file(cfg.sampler.warm_start_file)
     comparison = None
     if cfg.compare_with:
         from autotune.consolidate import load_comparison
@@ -150,7 +179,7 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     if kind == "replay":
         from autotune.bench.replay import ReplayBenchmarker
 
-        replay = ReplayBenchmarker(cfg.benchmark.tables, shape, device.name)
+        replay = ReplayBenchmarker(_table_patterns(cfg.benchmark.tables), shape, device.name)
         identity = replay.identity()
         default_buckets = replay.default_buckets()
     else:
@@ -164,11 +193,31 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
                             f"{sorted(replay.tables)}")
 
     storage = cfg.storage or default_storage_url(Path("outputs"))
+    check_url(storage)
+    if storage_file(storage) is not None:  # read-only and full disks: open_storage says more
+        check_file(f"storage={storage}", storage_file(storage), writable=False)
     name = config_file_name(shape.E, shape.N, device.name, shape.dtype, shape.block_shape)
-    return Plan(cfg=cfg, shape=shape, device=device, space=space, benchmark_kind=kind,
+    plan = Plan(cfg=cfg, shape=shape, device=device, space=space, benchmark_kind=kind,
                 benchmark_identity=identity, buckets=buckets, storage=storage,
                 output_path=Path(cfg.output_dir) / name, replay=replay, comparison=comparison,
                 model_config=model_config)
+    if cfg.sampler.prior_files is not None:
+        plan.prior_sources  # noqa: B018 - read (and kept) now: a broken file is refused here
+    _check_outputs(plan)
+    return plan
+
+
+def _check_outputs(plan: Plan) -> None:
+    """Every path the run writes at its end, refused now if it cannot be written then."""
+    cfg = plan.cfg
+    setting = f"output_dir={cfg.output_dir}"
+    check_folder(setting, cfg.output_dir)
+    check_file(setting, plan.output_path)
+    check_folder(setting, plan.report_dir)
+    if cfg.install_dir:
+        check_file(f"install_dir={cfg.install_dir}", Path(cfg.install_dir) / plan.output_path.name)
+    if cfg.sampler.name == "grid":  # only the exhaustive pass records tables
+        check_folder(f"table_dir={cfg.table_dir}", cfg.table_dir)
 
 
 def benchmark_identity(cfg: Config, kind: str) -> dict[str, Any]:
@@ -200,6 +249,16 @@ def _benchmark_kind(cfg: Config) -> str:
     return name
 
 
+def _table_patterns(value: Any) -> list[str]:
+    """benchmark.tables as a list: one path (`benchmark.tables=bundled`) or several."""
+    patterns = [value] if isinstance(value, (str, Path)) else value
+    if not isinstance(patterns, (list, tuple)) or not all(
+            isinstance(p, (str, Path)) for p in patterns):
+        raise UserError(f"benchmark.tables={value}: give moe-grid-table/1 files, globs or folders "
+                        f"(benchmark.tables=[a.json,tables/]), or bundled")
+    return [str(p) for p in patterns]
+
+
 def _buckets(values: Optional[list[int]]) -> list[int]:
     buckets = [int(v) for v in (values or [])]
     if not buckets:
@@ -207,9 +266,30 @@ def _buckets(values: Optional[list[int]]) -> list[int]:
     bad = [v for v in buckets if v < 1]
     if bad:
         raise UserError(f"buckets {bad}: batch sizes must be at least 1")
+    bad = [v for v in buckets if v > MAX_BATCH_SIZE]
+    if bad:
+        raise UserError(f"buckets {bad}: batch sizes are at most {MAX_BATCH_SIZE}; vLLM serves a "
+                        f"larger batch with the entry of the largest key")
     if len(set(buckets)) != len(buckets):
         raise UserError(f"buckets={buckets} repeats a batch size; list each once")
     return sorted(buckets)
+
+
+def _check_known_keys(cfg: Config) -> None:
+    for key, known in unknown_keys(cfg):
+        close = difflib.get_close_matches(key.rsplit(".", 1)[-1], known, n=1)
+        hint = f" (did you mean {key.rsplit('.', 1)[0] + '.' if '.' in key else ''}{close[0]}?)" \
+            if close else ""
+        raise UserError(f"+{key}: there is no setting {key}{hint}; `+` adds a key this run would "
+                        f"ignore (python -m autotune --help lists the settings)")
+
+
+def _check_cpu_workers(workers: int) -> None:
+    """A CPU run's workers each keep a core busy: more than the cores only thrash the machine."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if workers > (cores or 1):
+        raise UserError(f"workers={workers}: this run measures on the CPU, which has {cores} "
+                        f"core(s) here; use workers={cores} or fewer")
 
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:

@@ -368,6 +368,7 @@ def draw_plots(data: dict[str, Any], out_dir: Path) -> list[Path]:
     the Agg canvas, so no display is needed."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     buckets = [b for b in data["buckets"] if b["trials"]]
     Ms = [b["M"] for b in buckets]
@@ -388,7 +389,8 @@ def draw_plots(data: dict[str, Any], out_dir: Path) -> list[Path]:
            ylabel="microseconds per MoE call", title=data["config_file"][:-5])
     ax.title.set_fontsize(8)
     ax.set_xticks(Ms, [str(m) for m in Ms], fontsize=7)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # no bucket with a time: nothing to label
+        ax.legend()
     fig.savefig(paths[0], dpi=120)
 
     fig = Figure(figsize=(8, 4.5), layout="constrained")
@@ -424,6 +426,7 @@ def draw_plots(data: dict[str, Any], out_dir: Path) -> list[Path]:
         if b.get("default_us") is not None:
             ax.axhline(b["default_us"], color="gray", linestyle="--", label="vLLM default")
         ax.set_title(f"M={b['M']}", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are whole numbers
         ax.tick_params(labelsize=7)
         ax.ticklabel_format(axis="y", useOffset=False)
         if i == 0:

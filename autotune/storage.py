@@ -84,6 +84,31 @@ def journal_path(url: str) -> Optional[Path]:
     return Path(rest).expanduser()
 
 
+def check_url(url: str) -> None:
+    """Refuse a storage= that cannot mean what was meant, with the spelling that works (SQLAlchemy
+    would say only that it cannot parse it, or load a plugin)."""
+    if url.startswith(JOURNAL_PREFIX):
+        journal_path(url)
+        return
+    if url.startswith("sqlite:") and not (url.startswith("sqlite:///") or url == "sqlite://"):
+        raise UserError(f"storage={url}: an SQLite URL has three slashes before a relative path "
+                        f"(sqlite:///studies.db) and four before an absolute one "
+                        f"(sqlite:////tmp/studies.db)")
+    scheme, sep, _ = url.partition("://")
+    if scheme == "postgres":
+        raise UserError(f"storage={url}: write postgresql://{url[len('postgres://'):]} "
+                        f"(SQLAlchemy does not know postgres://)")
+    if not sep:
+        raise UserError(f"storage={url}: not a storage URL; use sqlite:///<file>.db, "
+                        f"journal:<file> or postgresql://user@host/db")
+
+
+def storage_file(url: str) -> Optional[Path]:
+    """The file an SQLite or journal storage lives in, as it will be opened (None: a server)."""
+    path = journal_path(url) or sqlite_path(url)
+    return path.absolute() if path is not None else None
+
+
 def is_in_memory(url: str) -> bool:
     return url in ("sqlite://", "sqlite:///:memory:") or url.startswith("sqlite:///:memory:?")
 

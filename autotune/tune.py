@@ -21,18 +21,28 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from autotune.bench import Benchmarker, open_benchmarker
 from autotune.bench.protocol import Speculating
-from autotune.consolidate import consolidate, existing_studies
+from autotune.consolidate import CONSOLIDATION, consolidate, existing_studies
 from autotune.errors import UserError
 from autotune.formats import Written, config_file_name, sglang_subdir, write_config_file
+from autotune.gpu_lock import hold_gpu
 from autotune.plan import Plan
 from autotune.priors import PriorWeights, bucket_prior
 from autotune.samplers import make_pruner, make_sampler
 from autotune.space import SearchSpace
 from autotune.storage import is_mine, open_storage
-from autotune.study import SHARED, BucketOutcome, BucketTuner, Record, open_study, read_records
+from autotune.study import (
+    MEASURED,
+    SHARED,
+    BucketOutcome,
+    BucketTuner,
+    Record,
+    open_study,
+    read_records,
+)
 from autotune.tables import write_grid_table
 from autotune.warm_starts import first_trials
 
@@ -47,6 +57,7 @@ class TuneResult:
     plan: Plan
     outcomes: list[BucketOutcome] = field(default_factory=list)
     entries: dict[int, dict[str, int]] = field(default_factory=dict)  # what the file holds
+    settled: dict[int, dict] = field(default_factory=dict)  # their re-timing: us, source
     output_path: Optional[Path] = None  # the vLLM file (None: no bucket has an entry)
     files: list[Path] = field(default_factory=list)  # the vLLM file and its copies
     written: list[Written] = field(default_factory=list)  # the same, with any file kept beside
@@ -64,9 +75,14 @@ def tune(plan: Plan, bench: Optional[Benchmarker] = None) -> TuneResult:
         from autotune.workers import run_workers
 
         return run_workers(plan)
-    storage = open_storage(plan.storage)
-    owns_bench = bench is None
-    bench = bench or open_benchmarker(plan)
+    if bench is not None:
+        return _tune(plan, open_storage(plan.storage), bench, owns_bench=False)
+    with hold_gpu(plan):  # one measurer per GPU: held until the benchmarker is closed
+        return _tune(plan, open_storage(plan.storage), open_benchmarker(plan), owns_bench=True)
+
+
+def _tune(plan: Plan, storage: optuna.storages.BaseStorage, bench: Benchmarker,
+          owns_bench: bool) -> TuneResult:
     result = TuneResult(plan)
     budget = bucket_budget(plan)
     bar = tqdm(total=budget * len(plan.buckets), unit="trial", file=sys.stderr,
@@ -74,7 +90,8 @@ def tune(plan: Plan, bench: Optional[Benchmarker] = None) -> TuneResult:
     studies: dict[int, optuna.Study] = {}
     outcomes: dict[int, BucketOutcome] = {}
     try:
-        with graceful_stop():
+        # Log lines clear the progress bar and are written above it, not onto its line.
+        with graceful_stop(), logging_redirect_tqdm():
             work(plan, storage, bench, studies=studies, outcomes=outcomes,
                  on_measured=lambda r: _progress(bar, r),
                  on_bucket=lambda: _recount(bar, plan, studies, budget))
@@ -104,6 +121,7 @@ def finish(result: TuneResult, storage: optuna.storages.BaseStorage,
     """Outcomes from the storage, the files from the entries, the report."""
     plan = result.plan
     result.outcomes = read_outcomes(plan, storage, this_run)
+    result.settled = settled_entries(plan, storage, result.entries)
     result.written = write_config_files(plan, result.entries, result.outcomes)
     result.files = [w.path for w in result.written]
     result.output_path = result.files[0] if result.files else None
@@ -259,10 +277,30 @@ def read_outcomes(plan: Plan, storage: optuna.storages.BaseStorage,
         mine = this_run.get(M)
         out.append(BucketOutcome(
             M=M, study_name=name, records=read_records(study),
-            new_measurements=mine.new_measurements if mine else 0,
+            new_measurements=_measured_here(study),
             excluded=mine.excluded if mine else 0, duplicates=mine.duplicates if mine else 0,
             seconds=mine.seconds if mine else 0.0,
             stop_reason=mine.stop_reason if mine else "not run"))
+    return out
+
+
+def _measured_here(study: optuna.Study) -> int:
+    """The study's measurements this process made, by their owner stamps (a bucket cut off by
+    Ctrl-C has no outcome of its own to count them)."""
+    return sum(1 for t in study.get_trials(deepcopy=False, states=MEASURED)
+               if t.user_attrs.get("measured") and is_mine(t.user_attrs.get("worker")))
+
+
+def settled_entries(plan: Plan, storage: optuna.storages.BaseStorage,
+                    entries: dict[int, dict[str, int]]) -> dict[int, dict]:
+    """The re-timed entry behind each bucket written (its time and source), as the studies hold
+    it: what the summary shows, not the first pass's best."""
+    studies = existing_studies(storage, {M: plan.study_name(M) for M in entries})
+    out = {}
+    for M, study in studies.items():
+        entry = (study.user_attrs.get(CONSOLIDATION) or {}).get("entry")
+        if entry and SearchSpace.key(entry["config"]) == SearchSpace.key(entries[M]):
+            out[M] = entry
     return out
 
 

@@ -196,6 +196,9 @@ def never_read(device: str, dtype: Optional[str], block_shape: Optional[tuple[in
     if device_file_name(device) != device:
         out.append(f"device_name={device!r} has spaces: get_device_name_as_file_name turns spaces "
                    f"and '/' into '_', so the token is {device_file_name(device)!r}")
+    if device == "cpu":
+        out.append("device_name=cpu is a CPU smoke run's file (Triton's interpreter): "
+                   "get_device_name_as_file_name names CUDA devices only")
     if backend is None:
         if "H200" in device.split("_") and device != "NVIDIA_H200":
             out.append(f"get_config_file_name looks up every H200 as NVIDIA_H200, never as "

@@ -59,7 +59,7 @@ def first_trials(space: SearchSpace, device_name: str, M: int, cfg: SamplerConfi
     if cfg.warm_start_default:
         add("vllm_default", vllm_rules.default_config(M, shape.E, shape.dtype, shape.block_shape))
     if cfg.warm_start_file:
-        user = ShippedFile.load(_existing(cfg.warm_start_file))
+        user = load_warm_start_file(cfg.warm_start_file)
         add("file", nearest_config(space, vllm_rules.nearest_entry(user.entries, M)))
     if cfg.prior_trials > 0:
         files = prior_files if prior_files is not None else load_prior_sources(cfg.prior_files,
@@ -98,8 +98,9 @@ def _ranked(records: Sequence[Record]) -> list[Record]:
     return sorted((r for r in records if r.ok and not r.pruned), key=lambda r: r.us)
 
 
-def _existing(path: str) -> Path:
+def load_warm_start_file(path: str) -> ShippedFile:
+    """The file of sampler.warm_start_file, refused in one line when missing or unreadable."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise UserError(f"sampler.warm_start_file={path} does not exist; name a vLLM config file")
-    return p
+    return ShippedFile.load(p)

@@ -29,6 +29,8 @@ from tqdm import tqdm
 
 from autotune.config import Config
 from autotune.errors import UserError
+from autotune.gpu_lock import hold_gpu
+from autotune.lifetime import die_with_parent
 from autotune.plan import Plan
 from autotune.storage import check_parallel_safe, open_storage, storage_errors
 
@@ -133,6 +135,7 @@ def _worker_config(plan: Plan, i: int) -> Config:
 
 def worker_main(cfg: Config, index: int, count: int, gpu: Optional[str]) -> None:
     """One worker process: its own plan, storage connection and benchmarker."""
+    die_with_parent()  # a worker never outlives the run that started it
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before anything touches CUDA
     logging.basicConfig(level=logging.WARNING, format=f"worker {index}: %(message)s")
@@ -141,13 +144,13 @@ def worker_main(cfg: Config, index: int, count: int, gpu: Optional[str]) -> None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     from autotune.bench import open_benchmarker
     from autotune.plan import build_plan
-    from autotune.tune import abandon_mine, consolidate_plan, graceful_stop, work
+    from autotune.tune import abandon_mine, consolidate_plan, graceful_stop, stop_requested, work
 
     studies: dict = {}
     try:
         with graceful_stop(quiet=index > 0):  # one worker says it is stopping
             plan = build_plan(cfg, probe_gpu=True)
-            with storage_errors(plan.storage):
+            with storage_errors(plan.storage), hold_gpu(plan, stop=stop_requested):
                 storage = open_storage(plan.storage)
                 bench = open_benchmarker(plan)
                 try:

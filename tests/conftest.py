@@ -75,6 +75,18 @@ def replay_cli(tmp_path):
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real file system of its own (tmpfs), to fill or make read-only; needs root."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
 def _free_port() -> int:
     import socket
 

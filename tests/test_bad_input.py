@@ -38,6 +38,25 @@ def refused(result, *words):
     (["shape=qwen35_tp1", "device=h100", "search_space=huge"], ["search_space/huge", "vllm"]),
     (["shape=qwen35_tp1", "device=h100", "sampler.prior_table_weight=-1"],
      ["sampler.prior_table_weight=-1.0", "0 or more"]),
+    (["shape=qwen35_tp1", "device=h100", "+trails=16"],
+     ["+trails: there is no setting trails (did you mean trials?)"]),
+    (["shape=qwen35_tp1", "device=h100", "+shape.expertz=3"],
+     ["+shape.expertz: there is no setting shape.expertz (did you mean shape.experts?)"]),
+    (["shape=qwen35_tp1", "device=h100", "buckets=[1,1000000000000]"],
+     ["buckets [1000000000000]: batch sizes are at most 65536"]),
+    (["shape=qwen35_tp1", "device=h100", "sampler.warm_start_file=/no/such/file.json"],
+     ["sampler.warm_start_file=/no/such/file.json does not exist"]),
+    (["shape=qwen35_tp1", "device=h100", "sampler.prior_files=[/no/such/folder]"],
+     ["sampler.prior_files: nothing found at /no/such/folder"]),
+    (["shape=qwen35_tp1", "device=h100", "compare_with=/no/such/file.json"],
+     ["compare_with=/no/such/file.json: no such file or folder"]),
+    (["shape=qwen35_tp1", "device=h100", "storage=sqlite:/x.db"],
+     ["storage=sqlite:/x.db: an SQLite URL has three slashes", "sqlite:////tmp/studies.db"]),
+    (["shape=qwen35_tp1", "device=h100", "storage=sqlite://x.db"], ["three slashes"]),
+    (["shape=qwen35_tp1", "device=h100", "storage=postgres://me@db/tune"],
+     ["write postgresql://me@db/tune"]),
+    (["shape=qwen35_tp1", "device=h100", "storage=studies.db"],
+     ["storage=studies.db: not a storage URL; use sqlite:///<file>.db"]),
 ])
 def test_bad_configuration_is_refused_with_the_value_named(tmp_path, args, words):
     refused(run_cli(*args, "dry_run=true", cwd=tmp_path), *words)
@@ -108,3 +127,42 @@ def test_malformed_replay_table_is_refused(tmp_path):
 def test_bucket_without_a_recorded_table_is_refused(tmp_path):
     refused(run_cli(*replay_args(tmp_path, "buckets=[1,2]"), "dry_run=true", cwd=tmp_path),
             "buckets [2] have no recorded table")
+
+
+@pytest.mark.parametrize("setting", ["sampler.warm_start_file", "sampler.prior_files"])
+def test_a_named_input_file_that_does_not_parse_is_refused_before_measuring(tmp_path, setting):
+    bad = tmp_path / "E=256,N=512,device_name=NVIDIA_H100_80GB_HBM3.json"
+    bad.write_text("{not json")
+    value = f"['{bad}']" if setting == "sampler.prior_files" else f"'{bad}'"  # = quoted for Hydra
+    result = refused(run_cli(*replay_args(tmp_path), f"{setting}={value}", cwd=tmp_path),
+                     f"vLLM config file {bad} is not readable")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "studies.db").exists()  # nothing was measured
+
+
+def test_a_relative_storage_path_is_said_as_the_file_it_opens(tmp_path):
+    result = run_cli("shape=tiny", "device=cpu", "storage=sqlite:///tmp/x.db", "dry_run=true",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"storage    sqlite:///tmp/x.db (the file {tmp_path / 'tmp' / 'x.db'})" in result.stdout
+
+
+def test_a_failing_multirun_job_does_not_stop_the_others(tmp_path):
+    result = run_cli("-m", "shape=tiny,qwen35_tp1", "device=h200", "benchmark=replay",
+                     f"benchmark.tables=[{replay_args(tmp_path)[3].split('[')[1][:-1]}]",
+                     "dry_run=true", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "autotune: error: no recorded table is for E=8 N=64" in result.stderr  # job 0
+    assert "output     outputs/configs/E=256,N=512,device_name=NVIDIA_H200" in result.stdout  # 1
+    assert result.stderr.strip().endswith("a job of the multirun failed (exit code 2); the other "
+                                          "jobs ran")
+
+
+def test_a_real_shape_on_the_cpu_is_warned_about_and_tiny_is_not(tmp_path):
+    real = run_cli("shape=qwen35_tp1", "device=cpu", "dry_run=true", cwd=tmp_path)
+    assert real.returncode == 0, real.stderr
+    assert ("warning    Qwen3.5-35B-A3B-FP8 on device=cpu runs in Triton's interpreter at one to "
+            "three minutes per measurement, and this run makes about 22: expect 22 minutes or more "
+            "(shape=tiny device=cpu is the quick smoke test)") in real.stdout
+    tiny = run_cli("shape=tiny", "device=cpu", "dry_run=true", cwd=tmp_path)
+    assert tiny.returncode == 0 and "warning" not in tiny.stdout

@@ -63,6 +63,7 @@ BROKEN = {  # file name, content, the words of its one-line reason
         {"1": ENTRY}, "get_config_file_name looks up every H200 as NVIDIA_H200"),
     "E=256,N=512,device_name=NVIDIA_H200,dtype=bf16.json": (
         {"1": ENTRY}, "_get_config_dtype_str never gives dtype=bf16"),
+    "E=8,N=64,device_name=cpu.json": ({"1": ENTRY}, "device_name=cpu is a CPU smoke run's file"),
     "non-integer-key/" + GOOD: ({"1": ENTRY, "1.5": ENTRY}, "1.5: key is not a positive integer"),
     "missing/" + GOOD: ({"1": {k: v for k, v in ENTRY.items() if k != "GROUP_SIZE_M"}},
                         "1: missing GROUP_SIZE_M"),

@@ -193,18 +193,6 @@ def test_a_journal_cut_mid_line_by_a_kill_is_repaired_and_resumed(tmp_path):
     assert_complete_and_unrepeated(url, 8, 5)
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real file system of its own (tmpfs), to fill or make read-only; needs root."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root)")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
-
-
 def fill(disk: Path, leave: int = 0) -> None:
     """Fill the disk up to `leave` free bytes."""
     st = os.statvfs(disk)

@@ -98,3 +98,53 @@ def _count_measured(db: Path) -> int:
             con.close()
     except sqlite3.Error:
         return 0
+
+
+def test_the_summary_shows_each_entry_written_with_its_re_timed_time(tmp_path, replay_cli):
+    result = replay_cli("trials=8")
+    assert result.returncode == 0, result.stderr
+    written = json.loads((tmp_path / "configs" / FILE).read_text())
+    report = json.loads((tmp_path / "configs" / FILE.replace(".json", ".report") /
+                         "report.json").read_text())
+    lines = [ln for ln in result.stdout.splitlines() if ln.startswith("M=")]
+    assert len(lines) == 5
+    for line, bucket in zip(lines, report["buckets"]):
+        entry = {k: written[str(bucket["M"])][k] for k in written[str(bucket["M"])]}
+        assert line.startswith(f"M={bucket['M']:<5d}   8 measured (8 new)  "
+                               f"{bucket['tuned_us']:9.2f} us  {entry}  (re-timed; ")
+
+
+def test_after_ctrl_c_the_summary_counts_what_this_run_measured(tmp_path):
+    db = tmp_path / "studies.db"
+    proc = subprocess.Popen([sys.executable, "-m", "autotune",
+                             *replay_args(tmp_path, "trials=300", "patience=null",
+                                          "buckets=[16]")],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 120
+    while _count_measured(db) < 5 and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    n = sum(map(len, measured(db).values()))  # a fresh storage: every one is this run's
+    assert 5 <= n < 300
+    assert f"M=16    {n:3d} measured ({n} new)  " in out
+
+
+def test_a_run_that_writes_no_file_exits_non_zero_and_says_why(tmp_path):
+    table = json.loads((GRIDS / "NVIDIA_H200_E256_N512_K2048_fp8block_M1.json").read_text())
+    for row in table["results"]:  # every config failed when recorded
+        row["us"], row["error"] = None, "out of resources"
+    (tmp_path / "M1.json").write_text(json.dumps(table))
+    args = [a for a in replay_args(tmp_path, "trials=3") if not a.startswith("benchmark.tables")]
+    result = subprocess.run([sys.executable, "-m", "autotune", *args,
+                             f"benchmark.tables=[{tmp_path / 'M1.json'}]"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "M=1       3 measured (3 new)  no feasible config" in result.stdout
+    assert result.stderr.strip().splitlines() == [
+        "autotune: error: no config file was written: no bucket has a config that ran and passed "
+        f"the correctness check: see {tmp_path / 'configs' / FILE.replace('.json', '.report')}"
+        "/report.md"]  # and no warning from the plots
+    assert not (tmp_path / "configs" / FILE).exists()

@@ -141,6 +141,18 @@ def test_a_storage_in_one_process_memory_is_refused_for_workers(url):
         check_parallel_safe(url, 2)
 
 
+def test_cpu_workers_are_bounded_by_the_cores(tmp_path):
+    cores = len(os.sched_getaffinity(0))
+    result = subprocess.run([sys.executable, "-m", "autotune", *storage_args(
+        tmp_path, f"journal:{tmp_path / 's.journal'}", "workers=1000")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"autotune: error: workers=1000: this run measures on the CPU, which has {cores} core(s) "
+        f"here; use workers={cores} or fewer"]
+    assert not (tmp_path / "s.journal").exists()  # refused before anything started
+
+
 def test_workers_must_be_positive(tmp_path):
     result = subprocess.run([sys.executable, "-m", "autotune", *storage_args(
         tmp_path, f"journal:{tmp_path / 's.journal'}", "workers=0", "dry_run=true")],
@@ -150,8 +162,8 @@ def test_workers_must_be_positive(tmp_path):
 
 def test_dry_run_names_the_shared_storage(tmp_path):
     result = subprocess.run([sys.executable, "-m", "autotune", *storage_args(
-        tmp_path, f"journal:{tmp_path / 's.journal'}", "workers=4", "dry_run=true")],
+        tmp_path, f"journal:{tmp_path / 's.journal'}", "workers=2", "dry_run=true")],
         cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert f"storage    journal:{tmp_path / 's.journal'} (shared by 4 workers)" in result.stdout
+    assert f"storage    journal:{tmp_path / 's.journal'} (shared by 2 workers)" in result.stdout
     assert not (tmp_path / "s.journal").exists()  # a dry run touches nothing

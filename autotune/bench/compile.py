@@ -25,6 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Mapping, Optional
 
 from autotune.bench.timing import TimerSpec, runtime_config
+from autotune.lifetime import die_with_parent
 from autotune.space import SearchSpace
 
 # Workers kept free of speculative compiles, for the configs the study asks for now.
@@ -36,6 +37,7 @@ _spec: Optional[TimerSpec] = None
 
 def _init_worker(spec: TimerSpec) -> None:
     global _compiler, _spec
+    die_with_parent()  # the pool's processes end with the benchmarker's process
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the tuner's to handle
     from autotune.kernel import MoECompiler
 

@@ -77,12 +77,22 @@ class GridTable:
                 f"{s['dtype']} M={self.M} on {self.device_name}")
 
 
+# The name of the tables that ship in the package (autotune/grid_tables: three shapes on an H200).
+BUNDLED = "bundled"
+
+
 def expand_table_paths(patterns: Iterable[str], setting: str = "benchmark.tables",
-                       expected: str = "moe-grid-table/1 files, globs or folders") -> list[Path]:
-    """The JSON files at these paths, folders (their *.json) or globs; each must match one."""
+                       expected: str = "moe-grid-table/1 files, globs or folders, or bundled"
+                       ) -> list[Path]:
+    """The JSON files at these paths, folders (their *.json) or globs; each must match one.
+    `bundled` is the package's own tables (found from any folder, unlike tests/data/grids)."""
+    from autotune.priors import bundled_tables_dir  # priors imports this module
+
     paths: list[Path] = []
     for pattern in patterns:
         p = Path(pattern).expanduser()
+        if pattern == BUNDLED and not p.exists():
+            p = bundled_tables_dir()
         if p.is_dir():
             matched = sorted(p.glob("*.json"))
         else:
@@ -113,7 +123,8 @@ class ReplayBenchmarker:
         patterns = list(patterns)
         if not patterns:
             raise UserError("benchmark=replay needs benchmark.tables=[...]: moe-grid-table/1 "
-                            "files, globs or folders")
+                            "files, globs or folders, or benchmark.tables=bundled (the H200 "
+                            "tables in the package)")
         tables = [GridTable.load(p) for p in expand_table_paths(patterns)]
         matching = [t for t in tables if t.matches(shape, device_name)]
         if not matching:

@@ -19,6 +19,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from autotune.lifetime import die_with_parent
+
 # What the child runs: spec -> an object with methods named by the requests ("measure", ...).
 TimerFactory = Callable[[Any], Any]
 
@@ -122,6 +124,7 @@ class MeasuringWorker:
 
 def _serve(conn, factory: TimerFactory, spec: Any) -> None:
     """Child side: build the timer, then answer requests until told to exit."""
+    die_with_parent()  # never measure on for a tuner that is gone
     # Ctrl-C reaches the whole process group: the parent decides, the child finishes its answer.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
