@@ -34,9 +34,8 @@ def test_cpu_smoke_run_writes_a_file_valid_but_for_its_device(tmp_path):
     assert result.returncode == 0, result.stderr
     path = tmp_path / "E=8,N=64,device_name=cpu.json"
     # Everything vLLM checks passes, but the device: no GPU is named cpu (autotune.check says so).
-    assert [f.message for f in check_file(path)] == [
-        "device_name=cpu is a CPU smoke run's file (Triton's interpreter): vLLM looks up GPU "
-        "names only"]
+    findings = [f.message for f in check_file(path)]
+    assert len(findings) == 1 and findings[0].startswith("device_name=cpu is a CPU smoke run's file")
     assert list(json.loads(path.read_text())) == ["triton_version", "1", "4"]
 
 
