@@ -19,11 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from autotune.config import Config, config_root, register_configs
-from autotune.errors import UserError
+from autotune.errors import EXIT_INTERRUPTED, UserError
 
 register_configs()
-
-EXIT_INTERRUPTED = 130
 
 
 class JobFailed(Exception):
@@ -70,13 +68,13 @@ def run(cfg: Config) -> None:
     if cfg.dry_run:
         print(plan.describe())
         return
-    from autotune.tune import tune
+    from autotune.run.tune import tune
 
     if plan.storage_note():
         print(f"autotune: storage {plan.storage}{plan.storage_note()}", file=sys.stderr)
     if plan.interpreter_warning():
         print(f"autotune: warning: {plan.interpreter_warning()}", file=sys.stderr)
-    # Ctrl-C and SIGTERM (Slurm, `kill`) stop the run at a safe point: see tune.graceful_stop.
+    # Ctrl-C and SIGTERM (Slurm, `kill`) stop the run at a safe point: see run/stop.py.
     with storage_errors(plan.storage):
         result = tune(plan)
     for o in result.outcomes:

@@ -39,7 +39,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune.errors import UserError
+from autotune.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -335,11 +335,6 @@ def _is_creation_race(exc: Exception) -> bool:
     text = str(exc)
     return ("already exists" in text or "duplicate key" in text or "UniqueViolation" in text
             or "IntegrityError" in type(exc).__name__)
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextlib.contextmanager

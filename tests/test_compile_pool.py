@@ -8,7 +8,7 @@ import numpy as np
 from autotune.bench.compile import RESERVED_WORKERS, CompilePool
 from autotune.bench.gpu import timer_spec
 from autotune.plan import build_plan
-from autotune.tune import _prior, _speculate
+from autotune.run.buckets import _prior, _speculate
 from tests.conftest import compose, replay_args
 
 CONFIGS = [{"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 32, "BLOCK_SIZE_K": bk, "GROUP_SIZE_M": 1,

@@ -17,7 +17,7 @@ from autotune.formats import check_entry, check_file, read_entries
 from autotune.plan import build_plan
 from autotune.space import SearchSpace
 from autotune.study import Record, read_records
-from autotune.tune import tune
+from autotune.run.tune import tune
 from tests.conftest import GRIDS, VLLM_CONFIGS, compose, replay_args
 
 FILE = "E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"

@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 
-from autotune.gpu_lock import LOCK_DIR_ENV, TEST_GPU_ENV, lock_path
+from autotune.run.gpu_lock import LOCK_DIR_ENV, TEST_GPU_ENV, lock_path
 from tests.conftest import measured_trials, replay_args
 
 

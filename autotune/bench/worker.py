@@ -19,6 +19,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+from autotune.errors import first_line
 from autotune.lifetime import die_with_parent
 
 # What the child runs: spec -> an object with methods named by the requests ("measure", ...).
@@ -143,7 +144,7 @@ def _serve(conn, factory: TimerFactory, spec: Any) -> None:
         try:
             conn.send(("ok", getattr(timer, op)(*args)))
         except Exception as exc:  # noqa: BLE001
-            message = f"{type(exc).__name__}: {_first_line(exc)}"
+            message = f"{type(exc).__name__}: {first_line(exc)}"
             if _poisons_context(exc):
                 conn.send(("fatal", message))
                 return
@@ -151,11 +152,6 @@ def _serve(conn, factory: TimerFactory, spec: Any) -> None:
         except BaseException:  # pragma: no cover - interpreter shutting down
             traceback.print_exc()
             return
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
 
 
 # CUDA errors after which the context cannot be used again.

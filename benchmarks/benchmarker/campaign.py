@@ -30,7 +30,7 @@ from autotune.bench import open_benchmarker  # noqa: E402
 from autotune.config import register_configs  # noqa: E402
 from autotune.plan import build_plan  # noqa: E402
 from autotune.space import SearchSpace  # noqa: E402
-from autotune.tune import tune  # noqa: E402
+from autotune.run.tune import tune  # noqa: E402
 
 
 def compose(*overrides: str):

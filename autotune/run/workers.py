@@ -1,7 +1,7 @@
 """`workers=N`: N measuring processes on one host sharing the run's studies.
 
 Each worker is a fresh process (spawned, so no CUDA state is inherited) that builds the plan
-itself and runs the same bucket loop as a single run (`tune.work`), starting at a different bucket;
+itself and runs the same bucket loop as a single run (`run.buckets.work`), starting at a different bucket;
 the studies in the shared storage keep them from measuring a config twice, and workers that finish
 their buckets join the ones still running. On a GPU run each worker gets one GPU
 (CUDA_VISIBLE_DEVICES), its own benchmarker and compile pool, and checks that its GPU is the
@@ -25,33 +25,27 @@ import sys
 import time
 from typing import Optional
 
+import optuna
 from tqdm import tqdm
 
+from autotune.bench import open_benchmarker
 from autotune.config import Config
-from autotune.errors import UserError
-from autotune.gpu_lock import hold_gpu
+from autotune.errors import EXIT_INTERRUPTED, UserError
 from autotune.lifetime import die_with_parent
-from autotune.plan import Plan
+from autotune.plan import Plan, build_plan
+from autotune.run.buckets import abandon_mine, bucket_budget, consolidate_plan, work
+from autotune.run.gpu_lock import hold_gpu
+from autotune.run.outputs import finish
+from autotune.run.result import TuneResult, read_outcomes
+from autotune.run.stop import STOP, graceful_stop, stop_requested, uninterrupted
 from autotune.storage import check_parallel_safe, open_storage, storage_errors
 
 log = logging.getLogger(__name__)
 
-EXIT_INTERRUPTED = 130
 STOP_WAIT_S = 300  # after Ctrl-C, how long workers get to finish their trials before SIGKILL
 
 
 def run_workers(plan: Plan):
-    from autotune.tune import (
-        STOP,
-        TuneResult,
-        _uninterrupted,
-        bucket_budget,
-        consolidate_plan,
-        finish,
-        graceful_stop,
-        read_outcomes,
-    )
-
     n = plan.cfg.workers
     check_parallel_safe(plan.storage, n)
     pins = gpu_pins(plan, n)
@@ -96,7 +90,7 @@ def run_workers(plan: Plan):
     finished = any(p.exitcode == 0 for p in procs)
     result.complete = finished
     result.entries = consolidate_plan(plan, storage, None)  # what the workers settled
-    with _uninterrupted():
+    with uninterrupted():
         finish(result, storage)
     for o in result.outcomes:
         o.new_measurements = len(o.records) - before.get(o.M, 0)
@@ -139,12 +133,7 @@ def worker_main(cfg: Config, index: int, count: int, gpu: Optional[str]) -> None
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before anything touches CUDA
     logging.basicConfig(level=logging.WARNING, format=f"worker {index}: %(message)s")
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from autotune.bench import open_benchmarker
-    from autotune.plan import build_plan
-    from autotune.tune import abandon_mine, consolidate_plan, graceful_stop, stop_requested, work
 
     studies: dict = {}
     try:

@@ -1,0 +1,193 @@
+"""The bucket loop every run goes through (a single run, each worker): open a bucket's study, tune
+it, settle its entry, move on; buckets other runs are measuring are looked at again later.
+
+Each bucket's prior (what prior_gp and speculative compiles start from) is computed once here
+and handed to the sampler and the benchmarker.
+"""
+
+from __future__ import annotations
+
+import logging
+from itertools import zip_longest
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from autotune.bench import Benchmarker
+from autotune.bench.protocol import Speculating
+from autotune.consolidate import consolidate
+from autotune.plan import Plan
+from autotune.priors import PriorWeights, bucket_prior
+from autotune.run.stop import STOP, check_stop, stop_requested, uninterrupted
+from autotune.samplers import make_pruner, make_sampler
+from autotune.storage import is_mine
+from autotune.study import SHARED, BucketOutcome, BucketTuner, Record, open_study, read_records
+from autotune.tables import write_grid_table
+from autotune.warm_starts import first_trials
+
+log = logging.getLogger(__name__)
+
+# How long a run that left buckets to other runs waits before looking at them again.
+POLL_S = 1.0
+
+
+def bucket_budget(plan: Plan) -> int:
+    return plan.space.size() if plan.cfg.sampler.name == "grid" else plan.cfg.trials
+
+
+def work(plan: Plan, storage: optuna.storages.BaseStorage, bench: Benchmarker, *,
+         first: int = 0, studies: Optional[dict[int, optuna.Study]] = None,
+         outcomes: Optional[dict[int, BucketOutcome]] = None,
+         on_measured: Callable[[Record], None] = lambda r: None,
+         on_bucket: Callable[[], None] = lambda: None) -> dict[int, BucketOutcome]:
+    """Work through the buckets, starting at index `first`, until every one is finished, and
+    settle each bucket's entry as it finishes.
+
+    A bucket whose remaining budget other runs are measuring is left and looked at again later,
+    so runs sharing the storage (workers, cluster jobs) finish together and take over the work
+    of a run that dies.
+    """
+    studies = {} if studies is None else studies
+    outcomes = {} if outcomes is None else outcomes
+    pending = plan.buckets[first:] + plan.buckets[:first]
+    priors: dict[int, Optional[np.ndarray]] = {}
+
+    def prior_of(M: int) -> Optional[np.ndarray]:
+        if M not in priors:
+            priors[M] = _prior(plan, M)
+        return priors[M]
+
+    while pending:
+        progressed = False
+        for M in list(pending):
+            check_stop()
+            if M not in studies:
+                studies[M] = open_study(storage, plan.study_name(M),
+                                        make_sampler(plan.cfg.sampler, space=plan.space,
+                                                     prior=prior_of(M)),
+                                        make_pruner(plan.cfg.pruner))
+                _describe_study(studies[M], plan, M)
+            later = pending[pending.index(M) + 1:]
+            _speculate(plan, bench, [(M, prior_of(M))] + [(m, prior_of(m)) for m in later[:1]])
+            outcome = _tune_bucket(plan, storage, bench, studies[M], M, on_measured)
+            outcomes[M] = _merge(outcomes.get(M), outcome)
+            on_bucket()
+            if outcome.stop_reason != SHARED:
+                pending.remove(M)
+                progressed = True
+                _finish_bucket(plan, storage, bench, outcome)
+            progressed = progressed or outcome.new_measurements > 0
+        if pending and not progressed:
+            STOP.wait(POLL_S)
+    return outcomes
+
+
+def _tune_bucket(plan: Plan, storage, bench: Benchmarker, study: optuna.Study, M: int,
+                 on_measured: Callable[[Record], None]) -> BucketOutcome:
+    tuner = BucketTuner(study=study, space=plan.space, bench=bench, M=M,
+                        budget=bucket_budget(plan), patience=plan.cfg.patience,
+                        exhaustive=plan.cfg.sampler.name == "grid",
+                        lookahead=plan.cfg.sampler.lookahead,
+                        on_measured=on_measured, should_stop=stop_requested)
+    return tuner.run(warm_starts=_warm_starts(plan, M, storage))
+
+
+def _finish_bucket(plan: Plan, storage, bench: Benchmarker, outcome: BucketOutcome) -> None:
+    """A bucket whose budget is spent: its grid table (sampler=grid), then its entry."""
+    _log_outcome(outcome)
+    if plan.cfg.sampler.name == "grid":
+        environment = getattr(bench, "environment", {}) or {}
+        write_grid_table(plan, outcome, environment, Path(plan.cfg.table_dir))
+    # Settle the bucket's entry now (re-timed finalists, stored in its study): a Ctrl-C or kill
+    # later keeps it, and workers settle the buckets they finish.
+    check_stop()
+    consolidate_plan(plan, storage, bench, buckets=[outcome.M])
+
+
+def consolidate_plan(plan: Plan, storage, bench: Optional[Benchmarker],
+                     buckets: Optional[list[int]] = None) -> dict[int, dict[str, int]]:
+    """Re-time finalists and pick each bucket's entry (bench=None: only stored results)."""
+    names = {M: plan.study_name(M) for M in (buckets or plan.buckets)}
+    return consolidate(storage, names, plan.shape, bench, finalists=plan.cfg.finalists,
+                       rounds=plan.cfg.retime_rounds, comparison=plan.comparison)
+
+
+def abandon_mine(studies) -> None:
+    """Fail this process's trials still RUNNING (Ctrl-C landed outside a measurement)."""
+    with uninterrupted():
+        try:
+            for study in studies:
+                for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                    if is_mine(t.user_attrs.get("worker")):
+                        study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        except Exception as exc:  # the next run fails them as dead anyway
+            log.warning("could not mark the trial in flight failed (%s); the next run will", exc)
+
+
+def _merge(before: Optional[BucketOutcome], now: BucketOutcome) -> BucketOutcome:
+    if before is None:
+        return now
+    now.new_measurements += before.new_measurements
+    now.excluded += before.excluded
+    now.duplicates += before.duplicates
+    now.seconds += before.seconds
+    return now
+
+
+def _prior(plan: Plan, M: int) -> Optional[np.ndarray]:
+    if plan.cfg.sampler.name != "prior_gp":
+        return None
+    return bucket_prior(plan.space, plan.device.name, M, files=plan.prior_sources,
+                        weights=PriorWeights(table=plan.cfg.sampler.prior_table_weight))
+
+
+def _speculate(plan: Plan, bench: Benchmarker,
+               buckets: list[tuple[int, Optional[np.ndarray]]]) -> None:
+    """Compile the configs the prior ranks first for these buckets (this one and the next, whose
+    kernels differ when it crosses vLLM's small-M shortcut) while the GPU times others."""
+    count = plan.cfg.benchmark.speculate
+    if count <= 0 or not isinstance(bench, Speculating):
+        return
+    configs = list(plan.space.configs())
+    ranked = [[(configs[i], M) for i in np.argsort(-prior, kind="stable")[:count]]
+              for M, prior in buckets if prior is not None]
+    # The rankings advance together.
+    bench.speculate([c for group in zip_longest(*ranked) for c in group if c is not None])
+
+
+def _warm_starts(plan: Plan, M: int, storage: optuna.storages.BaseStorage):
+    """The bucket's first trials (autotune/warm_starts.py), with every other bucket of the same
+    device, shape, space and benchmark already in the storage (this run's or an earlier one's)."""
+    prefix = plan.study_name(M).rsplit("M=", 1)[0] + "M="
+    tuned = {}
+    for name in optuna.get_all_study_names(storage):
+        other = name[len(prefix):]
+        if name.startswith(prefix) and other.isdigit() and int(other) != M:
+            tuned[int(other)] = read_records(optuna.load_study(study_name=name, storage=storage))
+    return first_trials(plan.space, plan.device.name, M, plan.cfg.sampler, tuned,
+                        prior_files=plan.prior_sources if plan.cfg.sampler.prior_trials > 0 else None)
+
+
+def _describe_study(study: optuna.Study, plan: Plan, M: int) -> None:
+    """Study-level attributes, so a storage explains itself (report, optuna-dashboard)."""
+    if study.user_attrs.get("M") == M:
+        return
+    s = plan.shape
+    study.set_user_attr("M", M)
+    study.set_user_attr("shape", {"model": s.model, "E": s.E, "N": s.N, "K": s.K, "topk": s.topk,
+                                  "dtype": s.dtype, "block_shape": s.block_shape, "tp": s.tp,
+                                  "ep": s.ep})
+    study.set_user_attr("device", plan.device.name)
+    study.set_user_attr("search_space", {"name": plan.space.name, "params": plan.space.params,
+                                         "constraints": plan.space.constraints})
+    study.set_user_attr("benchmark", plan.benchmark_identity)
+
+
+def _log_outcome(o: BucketOutcome) -> None:
+    best = o.best
+    summary = f"best {best.us:.2f} us {best.config}" if best else "no feasible config"
+    log.info("M=%d: %d measurements (%d new), %d infeasible, stop: %s; %s", o.M, len(o.records),
+             o.new_measurements, o.infeasible, o.stop_reason, summary)

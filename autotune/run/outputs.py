@@ -1,0 +1,92 @@
+"""The files a run ends with, all made from the storage: the vLLM file (and its SGLang and
+install_dir copies) and the report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import optuna
+
+from autotune.consolidate import CONSOLIDATION, existing_studies
+from autotune.errors import UserError
+from autotune.formats import Written, config_file_name, sglang_subdir, write_config_file
+from autotune.plan import Plan
+from autotune.report import collect, write_report
+from autotune.run.result import TuneResult, read_outcomes
+from autotune.space import SearchSpace
+from autotune.study import BucketOutcome
+
+log = logging.getLogger(__name__)
+
+
+def finish(result: TuneResult, storage: optuna.storages.BaseStorage,
+           this_run: Optional[dict[int, BucketOutcome]] = None) -> None:
+    """Outcomes from the storage, the files from the entries, the report."""
+    plan = result.plan
+    result.outcomes = read_outcomes(plan, storage, this_run)
+    result.settled = settled_entries(plan, storage, result.entries)
+    result.written = write_config_files(plan, result.entries, result.outcomes)
+    result.files = [w.path for w in result.written]
+    result.output_path = result.files[0] if result.files else None
+    result.report_dir = _write_report(plan, storage)
+
+
+def settled_entries(plan: Plan, storage: optuna.storages.BaseStorage,
+                    entries: dict[int, dict[str, int]]) -> dict[int, dict]:
+    """The re-timed entry behind each bucket written (its time and source), as the studies hold
+    it: what the summary shows, not the first pass's best."""
+    studies = existing_studies(storage, {M: plan.study_name(M) for M in entries})
+    out = {}
+    for M, study in studies.items():
+        entry = (study.user_attrs.get(CONSOLIDATION) or {}).get("entry")
+        if entry and SearchSpace.key(entry["config"]) == SearchSpace.key(entries[M]):
+            out[M] = entry
+    return out
+
+
+def write_config_files(plan: Plan, entries: dict[int, dict[str, int]],
+                       outcomes: list[BucketOutcome]) -> list[Written]:
+    """The vLLM file; on request its SGLang-named copy and a copy in install_dir. None of them
+    silently replaces a better file (formats.write_config_file keeps it beside)."""
+    if not entries:
+        return []
+    version = _triton_version(plan)
+    times = {(o.M, SearchSpace.key(r.config)): r.us for o in outcomes for r in o.records if r.ok}
+    timing = lambda M, c: times.get((M, SearchSpace.key(c)))  # noqa: E731
+    written = [write_config_file(plan.output_path, entries, version, timing)]
+    if plan.cfg.sglang:
+        s = plan.shape
+        name = config_file_name(s.E, s.N, plan.device.name, s.dtype, s.block_shape, "sglang")
+        path = plan.output_path.parent / sglang_subdir(version) / name
+        # SGLang reads every key as a batch size: no triton_version
+        written.append(write_config_file(path, entries, None, timing))
+    if plan.cfg.install_dir:
+        path = Path(plan.cfg.install_dir).expanduser() / plan.output_path.name
+        try:
+            written.append(write_config_file(path, entries, version, timing))
+        except OSError as exc:
+            raise UserError(f"install_dir={plan.cfg.install_dir}: cannot write there "
+                            f"({exc.strerror}); the file is at {plan.output_path}") from None
+    for w in written:
+        if w.kept is not None:
+            log.warning(w.describe())
+    return written
+
+
+def _write_report(plan: Plan, storage) -> Optional[Path]:
+    names = {M: plan.study_name(M) for M in plan.buckets}
+    if not existing_studies(storage, names):  # interrupted before the first trial
+        return None
+    write_report(collect(storage, list(names.values()), storage_url=plan.storage),
+                 plan.report_dir)
+    return plan.report_dir
+
+
+def _triton_version(plan: Plan) -> str:
+    if plan.replay is not None:
+        return plan.replay.triton_version()
+    import triton
+
+    return triton.__version__
