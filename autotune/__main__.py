@@ -62,7 +62,7 @@ def _in_multirun() -> bool:
 
 def run(cfg: Config) -> None:
     from autotune.plan import build_plan
-    from autotune.storage import storage_errors
+    from autotune.study.storage import storage_errors
 
     plan = build_plan(cfg, probe_gpu=not cfg.dry_run)
     if cfg.dry_run:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from autotune.formats import Finding, check_file
+from autotune.files.check import Finding, check_file
 
 USAGE = ("usage: python -m autotune.check FILE_OR_FOLDER...\n"
          "Checks vLLM fused-MoE config files (a folder: every *.json in it) against vLLM's "

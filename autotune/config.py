@@ -75,16 +75,16 @@ class SamplerConfig:
     group: bool = False
     constant_liar: bool = True
     n_ei_candidates: int = 24
-    # prior_gp (autotune/prior_gp.py): kernel correlation per ladder step; the prior's weight
+    # prior_gp (autotune/search/prior_gp.py): kernel correlation per ladder step; the prior's weight
     step_correlation: float = 0.3
     group_correlation: float = 0.8
     prior_weight: float = 0.5
-    # Warm starts, measured first in this order (autotune/warm_starts.py):
+    # Warm starts, measured first in this order (autotune/search/warm_starts.py):
     neighbour_trials: int = 2  # best configs of each nearest already-tuned bucket (below, above)
     warm_start_default: bool = True  # vLLM's default config for the bucket
     warm_start_file: Optional[str] = None  # a vLLM config file (e.g. another GPU's): nearest entry
     prior_trials: int = 2  # top configs of the prior learned from other GPUs and shapes
-    # The prior's sources (autotune/priors.py): vLLM config files and/or recorded moe-grid-table/1
+    # The prior's sources (autotune/search/prior.py): vLLM config files and/or recorded moe-grid-table/1
     # tables, as files/folders/globs; null: the bundled ones (autotune/vllm_configs, grid_tables).
     prior_files: Optional[List[str]] = None
     prior_source: str = "both"  # both | shipped (vLLM's files) | tables (recorded tables)
@@ -119,7 +119,8 @@ class BenchmarkConfig:
     routing: str = "uniform"  # uniform | skewed
     routing_skew: float = 1.0  # exponent of the skewed (Zipf-like) expert popularity
     seed: int = 0
-    swap_ab: str = "auto"  # auto: as vLLM runs each config on this GPU (autotune/vllm_rules.py) | on | off
+    # auto: as vLLM runs each config on this GPU (autotune/problem/vllm_rules.py) | on | off
+    swap_ab: str = "auto"
     compile_workers: int = -1  # processes compiling ahead; -1: all CPU cores but two
     # Configs the prior ranks first, compiled in the pool's spare time (prior_gp; 0: off).
     speculate: int = 128

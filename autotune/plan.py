@@ -15,19 +15,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from autotune import vllm_rules
 from autotune.config import MAX_BATCH_SIZE, VLLM_BUCKETS, Config, unknown_keys
-from autotune.device import DeviceSpec, resolve_device
 from autotune.errors import UserError
-from autotune.formats import config_file_name, device_token
-from autotune.output_paths import check_file, check_folder
-from autotune.priors import PRIOR_SOURCES, PriorSource, load_prior_sources
-from autotune.samplers import PRUNERS, SAMPLERS
-from autotune.shape import MoEShape
-from autotune.space import SearchSpace
-from autotune.storage import check_url, default_storage_url, journal_path, sqlite_path, storage_file
-from autotune.vllm_rules import VLLM_VERSION
-from autotune.warm_starts import load_warm_start_file
+from autotune.files.names import config_file_name, device_token
+from autotune.files.output_paths import check_file, check_folder
+from autotune.problem import vllm_rules
+from autotune.problem.device import DeviceSpec, resolve_device
+from autotune.problem.shape import MoEShape
+from autotune.problem.space import SearchSpace
+from autotune.problem.vllm_rules import VLLM_VERSION
+from autotune.search.prior import PRIOR_SOURCES, PriorSource, load_prior_sources
+from autotune.search.samplers import PRUNERS, SAMPLERS
+from autotune.search.warm_starts import load_warm_start_file
+from autotune.study.storage import (
+    check_url,
+    default_storage_url,
+    journal_path,
+    sqlite_path,
+    storage_file,
+)
 
 BENCHMARK_KINDS = ("auto", "gpu", "interpreter", "replay")
 L2_MODES = ("hot", "cold", "layers")  # see autotune/bench/timing.py
@@ -142,7 +148,7 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     shape_cfg, model_config = cfg.shape, None
     _check_choice("shape.source", cfg.shape.source, ("preset", "hf"))
     if cfg.shape.source == "hf":
-        from autotune.hf_config import read_shape_config
+        from autotune.problem.hf_config import read_shape_config
 
         shape_cfg, model_config = read_shape_config(cfg.shape)
     shape = MoEShape.from_config(shape_cfg)
@@ -171,7 +177,7 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
         load_warm_start_file(cfg.sampler.warm_start_file)
     comparison = None
     if cfg.compare_with:
-        from autotune.consolidate import load_comparison
+        from autotune.consolidate.compare import load_comparison
 
         comparison = load_comparison(cfg.compare_with, shape, device.name)
 

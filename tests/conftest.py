@@ -146,7 +146,7 @@ def optuna_storage(url: str):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         return JournalStorage(JournalFileBackend(url[len("journal:"):]))
-    from autotune.storage import with_installed_driver
+    from autotune.study.storage import with_installed_driver
 
     return optuna.storages.RDBStorage(with_installed_driver(url))
 

@@ -6,8 +6,8 @@ import sqlite3
 import pytest
 
 from autotune.config import DeviceConfig
-from autotune.device import DeviceSpec, resolve_device
 from autotune.errors import UserError
+from autotune.problem.device import DeviceSpec, resolve_device
 from tests.conftest import replay_args, run_cli
 
 
@@ -72,7 +72,7 @@ def test_gpu_device_without_a_gpu_suggests_the_cpu(tmp_path):
 
 def test_configured_gpu_must_be_the_one_present(monkeypatch):
     # The GPU is simulated here: CI has none. The check compares vLLM's device tokens.
-    import autotune.device as device
+    import autotune.problem.device as device
 
     monkeypatch.setattr(device, "present_gpu",
                         lambda: DeviceSpec(name="NVIDIA H200", kind="gpu"))

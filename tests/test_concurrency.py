@@ -11,8 +11,16 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from autotune.formats import check_file, read_entries
-from autotune.storage import OWNERLESS_GRACE_S, STALE_S, fail_dead_trials, is_dead, open_storage, owner_stamp
+from autotune.files.check import check_file
+from autotune.files.vllm import read_entries
+from autotune.study.liveness import (
+    OWNERLESS_GRACE_S,
+    STALE_S,
+    fail_dead_trials,
+    is_dead,
+    owner_stamp,
+)
+from autotune.study.storage import open_storage
 from tests.conftest import GRIDS, measured_trials, optuna_storage, storage_args, trials_by_study
 
 FILE = "E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
@@ -55,8 +63,8 @@ def expected_entries(url):
     fastest of its measured configs that the kernel runs as written, and vLLM's default."""
     from optuna.trial import TrialState
 
-    from autotune import vllm_rules
-    from autotune.formats import check_entry
+    from autotune.files.check import check_entry
+    from autotune.problem import vllm_rules
 
     entries = {}
     for name, trials in trials_by_study(url).items():

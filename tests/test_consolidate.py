@@ -10,14 +10,17 @@ from pathlib import Path
 import optuna
 import pytest
 
-from autotune import vllm_rules
-from autotune.consolidate import CONSOLIDATION, MIDPOINT, pick_finalists, retime
+from autotune.consolidate.finalists import CONSOLIDATION, pick_finalists
+from autotune.consolidate.midpoints import MIDPOINT
+from autotune.consolidate.retime import retime
 from autotune.errors import UserError
-from autotune.formats import check_entry, check_file, read_entries
+from autotune.files.check import check_entry, check_file
+from autotune.files.vllm import read_entries
 from autotune.plan import build_plan
-from autotune.space import SearchSpace
-from autotune.study import Record, read_records
+from autotune.problem import vllm_rules
+from autotune.problem.space import SearchSpace
 from autotune.run.tune import tune
+from autotune.study.records import Record, read_records
 from tests.conftest import GRIDS, VLLM_CONFIGS, compose, replay_args
 
 FILE = "E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
@@ -86,15 +89,15 @@ def test_retime_reports_a_config_that_cannot_run():
     assert t == {"us": None, "reason": "not in the recorded table"}
 
 
-def _record(n, us, bk=128):
+def record_of(n, us, bk=128):
     config = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": bk, "GROUP_SIZE_M": n,
               "num_warps": 4, "num_stages": 3}
     return Record(number=n, config=config, us=us, spread=0.0, infeasible=None, source="sampler")
 
 
 def test_finalists_skip_configs_the_kernel_would_rewrite():
-    records = [_record(1, 9.0, bk=256), _record(2, 12.0), _record(3, None), _record(4, 10.0),
-               _record(5, 11.0), _record(6, 13.0)]
+    records = [record_of(1, 9.0, bk=256), record_of(2, 12.0), record_of(3, None), record_of(4, 10.0),
+               record_of(5, 11.0), record_of(6, 13.0)]
     chosen, skipped = pick_finalists(records, 16, BLOCK, 3)
     assert [r.number for r in chosen] == [4, 5, 2]  # fastest first, infeasible left out
     assert [s["trial"] for s in skipped] == [1]
@@ -106,12 +109,12 @@ def test_finalists_skip_configs_the_kernel_would_rewrite():
 
 def test_first_passes_that_tie_with_the_best_join_the_finalists():
     # 10.0 is the best; 10.05 and 10.09 are within 1% of it, 10.2 is not.
-    records = [_record(1, 10.0), _record(2, 10.3), _record(3, 10.05), _record(4, 10.09),
-               _record(5, 10.2), _record(6, 11.0)]
+    records = [record_of(1, 10.0), record_of(2, 10.3), record_of(3, 10.05), record_of(4, 10.09),
+               record_of(5, 10.2), record_of(6, 11.0)]
     chosen, _ = pick_finalists(records, 16, BLOCK, 2)
     assert [r.number for r in chosen] == [1, 3, 4]
     # Never more than twice the asked number, ties or not.
-    ties = [_record(i, 10.0 + i / 1000) for i in range(1, 10)]
+    ties = [record_of(i, 10.0 + i / 1000) for i in range(1, 10)]
     assert len(pick_finalists(ties, 16, BLOCK, 2)[0]) == 4
 
 

@@ -7,17 +7,10 @@ import sys
 
 import pytest
 
-from autotune.bench.replay import expand_table_paths
-from autotune.evaluate import (
-    Run,
-    Settings,
-    evaluate,
-    load_groups,
-    load_settings,
-    main,
-    percentile,
-    random_search,
-)
+from autotune.evaluate.cli import load_settings, main
+from autotune.evaluate.core import Run, Settings, evaluate, load_groups, random_search
+from autotune.evaluate.stats import percentile
+from autotune.files.grid_table import expand_table_paths
 from tests.conftest import GRIDS
 
 TABLE_M16 = GRIDS / "NVIDIA_H200_E256_N512_K2048_fp8block_M16.json"

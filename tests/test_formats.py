@@ -5,15 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from autotune.formats import (
-    check_file,
-    config_file_name,
-    device_token,
-    read_entries,
-    render,
-    sglang_subdir,
-    write_atomic,
-)
+from autotune.files.atomic import write_atomic
+from autotune.files.check import check_file
+from autotune.files.names import config_file_name, device_token, sglang_subdir
+from autotune.files.vllm import read_entries, render
 from tests.conftest import NEVER_READ, VLLM_CONFIGS, VLLM_CONFIGS_ALL, VLLM_OTHER_NAMES
 
 

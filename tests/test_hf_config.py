@@ -9,8 +9,8 @@ from omegaconf import OmegaConf
 
 from autotune.config import ShapeConfig, config_root
 from autotune.errors import UserError
-from autotune.hf_config import read_shape_config
 from autotune.plan import build_plan
+from autotune.problem.hf_config import read_shape_config
 from tests.conftest import DATA, compose, run_cli
 
 HF = DATA / "hf_configs"  # published config.json files, written by hand (README.md there)

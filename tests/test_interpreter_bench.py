@@ -3,7 +3,7 @@
 import json
 
 from autotune.bench import open_benchmarker
-from autotune.formats import check_file
+from autotune.files.check import check_file
 from autotune.plan import build_plan
 from tests.conftest import compose, run_cli
 

@@ -6,18 +6,18 @@ import pytest
 
 from autotune.config import SamplerConfig, ShapeConfig
 from autotune.errors import UserError
-from autotune.priors import (
+from autotune.files.grid_table import bundled_tables_dir
+from autotune.problem.shape import MoEShape
+from autotune.problem.space import SearchSpace
+from autotune.search.prior import (
     PriorWeights,
     RecordedTable,
     ShippedFile,
     bucket_prior,
-    bundled_tables_dir,
     load_prior_sources,
     rank_configs,
 )
-from autotune.shape import MoEShape
-from autotune.space import SearchSpace
-from autotune.warm_starts import first_trials
+from autotune.search.warm_starts import first_trials
 from tests.conftest import GRIDS, VLLM_CONFIGS
 from tests.test_space import VLLM
 

@@ -17,7 +17,7 @@ from omegaconf.errors import OmegaConfBaseException
 from autotune.__main__ import composition_error
 from autotune.config import MAX_BATCH_SIZE, config_root
 from autotune.errors import UserError
-from autotune.formats import device_token
+from autotune.files.names import device_token
 from autotune.plan import build_plan
 from tests.conftest import compose, run_cli
 

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from autotune.formats import check_file, read_entries, render, write_config_file
-from autotune.storage import OWNERLESS_GRACE_S, open_storage
+from autotune.files.check import check_file
+from autotune.files.vllm import read_entries, render, write_config_file
+from autotune.study.liveness import OWNERLESS_GRACE_S
+from autotune.study.storage import open_storage
 from tests.conftest import GRIDS, measured_trials, run_cli, storage_args, trials_by_study
 from tests.test_concurrency import assert_complete_and_unrepeated, expected_entries
 

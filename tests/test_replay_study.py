@@ -10,7 +10,7 @@ from pathlib import Path
 
 import optuna
 
-from autotune.formats import check_file
+from autotune.files.check import check_file
 from tests.conftest import GRIDS, replay_args
 
 FILE = "E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"

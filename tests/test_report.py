@@ -11,9 +11,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from autotune import vllm_rules
-from autotune.formats import check_file, read_entries
-from autotune.space import SearchSpace
+from autotune.files.check import check_file
+from autotune.files.vllm import read_entries
+from autotune.problem import vllm_rules
+from autotune.problem.space import SearchSpace
 from tests.conftest import GRIDS, VLLM_CONFIGS, replay_args, run_cli
 
 FILE = "E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
@@ -127,7 +128,7 @@ def test_report_of_two_runs_for_one_file_asks_which(run, tmp_path):
     second = run_cli(*replay_args(tmp_path, "trials=3", "buckets=[16]", "search_space=small"),
                      cwd=tmp_path)
     assert second.returncode == 0, second.stderr
-    from autotune.report import main
+    from autotune.report.cli import main
 
     assert main([f"storage={db}", f"output_dir={tmp_path / 'out'}"]) == 2
     assert main([f"storage={db}", f"output_dir={tmp_path / 'out'}", "study=/small-"]) == 0
@@ -147,7 +148,8 @@ def test_report_command_refuses_bad_input_in_one_line(tmp_path, args, words):
 
 
 def test_report_without_matplotlib_still_writes_markdown_and_json(run, tmp_path, monkeypatch):
-    from autotune.report import collect, write_report
+    from autotune.report.data import collect
+    from autotune.report.write import write_report
 
     tmp, _ = run
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed

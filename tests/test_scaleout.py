@@ -15,8 +15,8 @@ from optuna.trial import TrialState
 
 from autotune.errors import UserError
 from autotune.plan import build_plan
-from autotune.storage import check_parallel_safe
 from autotune.run.workers import gpu_pins
+from autotune.study.storage import check_parallel_safe
 from tests.conftest import compose, measured_trials, storage_args, trials_by_study
 from tests.test_concurrency import assert_complete_and_unrepeated, assert_file_holds_the_best_of_the_storage
 

@@ -4,7 +4,7 @@ import pytest
 
 from autotune.config import ShapeConfig
 from autotune.errors import UserError
-from autotune.shape import MoEShape
+from autotune.problem.shape import MoEShape
 
 
 def shape(**kw):

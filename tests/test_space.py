@@ -3,11 +3,11 @@
 import optuna
 import pytest
 
-from autotune import vllm_rules
 from autotune.config import SearchSpaceConfig, ShapeConfig
 from autotune.errors import UserError
-from autotune.shape import MoEShape
-from autotune.space import SearchSpace, shared_memory_bytes
+from autotune.problem import vllm_rules
+from autotune.problem.shape import MoEShape
+from autotune.problem.space import SearchSpace, shared_memory_bytes
 
 FP8_BLOCK = MoEShape.from_config(ShapeConfig(model="m", experts=256, hidden_size=2048,
                                              intermediate_size=512, topk=8,

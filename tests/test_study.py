@@ -6,23 +6,24 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from autotune import vllm_rules
 from autotune.bench.replay import ReplayBenchmarker
 from autotune.config import PrunerConfig, SamplerConfig, SearchSpaceConfig, ShapeConfig
 from autotune.errors import UserError
-from autotune.prior_gp import PriorGPSampler
-from autotune.priors import (
+from autotune.problem import vllm_rules
+from autotune.problem.shape import MoEShape
+from autotune.problem.space import SearchSpace
+from autotune.search.prior import (
     ShippedFile,
     bucket_prior,
     load_prior_sources,
     load_shipped_files,
     rank_configs,
 )
-from autotune.samplers import IncumbentPruner, make_pruner, make_sampler
-from autotune.shape import MoEShape
-from autotune.space import SearchSpace
-from autotune.study import BucketTuner, Record, _since_improvement, read_records
-from autotune.warm_starts import first_trials, neighbour_bests
+from autotune.search.prior_gp import PriorGPSampler
+from autotune.search.samplers import IncumbentPruner, make_pruner, make_sampler
+from autotune.search.warm_starts import first_trials, neighbour_bests
+from autotune.study.records import Record, read_records
+from autotune.study.tuner import BucketTuner, _since_improvement
 from tests.conftest import GRIDS, VLLM_CONFIGS, compose, replay_args, run_cli
 from tests.test_space import VLLM
 

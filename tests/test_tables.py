@@ -2,7 +2,7 @@
 
 import json
 
-from autotune.bench.replay import GridTable
+from autotune.files.grid_table import GridTable
 from tests.conftest import GRIDS, run_cli
 
 SOURCE = GRIDS / "NVIDIA_H200_E256_N512_K2048_fp8block_M16.json"

@@ -3,8 +3,8 @@
 
 import pytest
 
-from autotune import vllm_rules
 from autotune.bench.timing import TimerSpec, runtime_config
+from autotune.problem import vllm_rules
 
 
 def tile(bm, bn, bk=128, group=1, warps=4, stages=3):

@@ -26,7 +26,7 @@ from typing import Iterable, Mapping, Optional
 
 from autotune.bench.timing import TimerSpec, runtime_config
 from autotune.lifetime import die_with_parent
-from autotune.space import SearchSpace
+from autotune.problem.space import SearchSpace
 
 # Workers kept free of speculative compiles, for the configs the study asks for now.
 RESERVED_WORKERS = 2

@@ -7,101 +7,16 @@ measuring how many trials a sampler needs to reach a table's best.
 
 from __future__ import annotations
 
-import glob
 import hashlib
-import json
 import random
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 from autotune.bench.protocol import Measurement
 from autotune.errors import UserError
-from autotune.formats import device_token
-from autotune.shape import MoEShape
-from autotune.space import KERNEL_PARAMS, SearchSpace
-
-FORMAT = "moe-grid-table/1"
-
-
-class GridTable:
-    """One recorded table: config -> microseconds (or the recorded failure) at one M."""
-
-    def __init__(self, path: Path, data: Mapping[str, Any]):
-        self.path = path
-        self.data = data
-        self.M = int(data["M"])
-        self.shape = data["shape"]
-        self.device_name = data["device_name"]
-        self.timings: dict[tuple, Measurement] = {}
-        method = {"kind": "replay", "table": path.name, "timing": data.get("timing", "")}
-        for row in data["results"]:
-            config = {k: int(row["config"][k]) for k in KERNEL_PARAMS}
-            if row.get("us") is None:
-                m = Measurement.failed(row.get("error") or "failed when recorded", **method)
-            else:
-                m = Measurement(us=float(row["us"]), method=method)
-            self.timings[SearchSpace.key(config)] = m
-
-    @classmethod
-    def load(cls, path: Path) -> "GridTable":
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UserError(f"recorded table {path} is not readable JSON ({exc}); "
-                            f"pass moe-grid-table/1 files") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise UserError(f"recorded table {path} is not a {FORMAT} file")
-        try:
-            table = cls(Path(path), data)
-            for key in ("E", "N", "K", "topk", "dtype"):
-                data["shape"][key]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"recorded table {path} is malformed ({type(exc).__name__}: {exc}); "
-                            f"see the {FORMAT} fields in the README") from None
-        return table
-
-    def best(self) -> tuple[dict[str, int], float]:
-        key, m = min(((k, m) for k, m in self.timings.items() if m.ok), key=lambda km: km[1].us)
-        return dict(key), m.us  # type: ignore[return-value]
-
-    def matches(self, shape: MoEShape, device_name: str) -> bool:
-        s = self.shape
-        block = tuple(s["block_shape"]) if s.get("block_shape") else None
-        return ((s["E"], s["N"], s["K"], s["topk"], s["dtype"], block)
-                == (shape.E, shape.N, shape.K, shape.topk, shape.dtype, shape.block_shape)
-                and device_token(self.device_name) == device_token(device_name))
-
-    def describe(self) -> str:
-        s = self.shape
-        return (f"{self.path.name}: E={s['E']} N={s['N']} K={s['K']} topk={s['topk']} "
-                f"{s['dtype']} M={self.M} on {self.device_name}")
-
-
-# The name of the tables that ship in the package (autotune/grid_tables: three shapes on an H200).
-BUNDLED = "bundled"
-
-
-def expand_table_paths(patterns: Iterable[str], setting: str = "benchmark.tables",
-                       expected: str = "moe-grid-table/1 files, globs or folders, or bundled"
-                       ) -> list[Path]:
-    """The JSON files at these paths, folders (their *.json) or globs; each must match one.
-    `bundled` is the package's own tables (found from any folder, unlike tests/data/grids)."""
-    from autotune.priors import bundled_tables_dir  # priors imports this module
-
-    paths: list[Path] = []
-    for pattern in patterns:
-        p = Path(pattern).expanduser()
-        if pattern == BUNDLED and not p.exists():
-            p = bundled_tables_dir()
-        if p.is_dir():
-            matched = sorted(p.glob("*.json"))
-        else:
-            matched = [Path(x) for x in sorted(glob.glob(str(p)))]
-        if not matched:
-            raise UserError(f"{setting}: nothing found at {pattern}; give {expected}")
-        paths.extend(matched)
-    return paths
-
+from autotune.files.grid_table import GridTable, expand_table_paths
+from autotune.problem.shape import MoEShape
+from autotune.problem.space import SearchSpace
+from autotune.problem.vllm_rules import CONFIG_KEYS
 
 # A first look times about 3 of the 20 replays: its noise is sqrt(20 / 3) times a measurement's.
 SCREEN_NOISE_FACTOR = 2.6
@@ -179,7 +94,7 @@ class ReplayBenchmarker:
         table = self.tables.get(M)
         if table is None:  # e.g. the midpoint between two buckets: nothing to replay
             return Measurement.failed(f"no recorded table at M={M}", kind="replay")
-        key = SearchSpace.key({k: config[k] for k in KERNEL_PARAMS})
+        key = SearchSpace.key({k: config[k] for k in CONFIG_KEYS})
         found = table.timings.get(key)
         if found is None:
             return Measurement.failed("not in the recorded table", kind="replay",

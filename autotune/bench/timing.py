@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from autotune import vllm_rules
+from autotune.problem import vllm_rules
 
 # Relative-norm error a config's output may have against a reference that rounds at the same
 # points as the kernel, per weight dtype (activations: bf16, or fp16 for fp16 weights). Hopper's

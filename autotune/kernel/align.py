@@ -28,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from autotune.vllm_rules import naive_assignment
+from autotune.problem.vllm_rules import naive_assignment
 
 from .launch import launch
 

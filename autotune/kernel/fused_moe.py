@@ -39,7 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
-from autotune.vllm_rules import CONFIG_KEYS, block_size_k, grid_rows
+from autotune.problem.vllm_rules import CONFIG_KEYS, block_size_k, grid_rows
 
 from .align import AlignedRouting, moe_align, naive_routing, use_naive_assignment
 from .inputs import MoEInputs

@@ -18,15 +18,16 @@ from optuna.trial import TrialState
 
 from autotune.bench import Benchmarker
 from autotune.bench.protocol import Speculating
-from autotune.consolidate import consolidate
+from autotune.consolidate.entries import consolidate
+from autotune.files.grid_table import write_grid_table
 from autotune.plan import Plan
-from autotune.priors import PriorWeights, bucket_prior
 from autotune.run.stop import STOP, check_stop, stop_requested, uninterrupted
-from autotune.samplers import make_pruner, make_sampler
-from autotune.storage import is_mine
-from autotune.study import SHARED, BucketOutcome, BucketTuner, Record, open_study, read_records
-from autotune.tables import write_grid_table
-from autotune.warm_starts import first_trials
+from autotune.search.prior import PriorWeights, bucket_prior
+from autotune.search.samplers import make_pruner, make_sampler
+from autotune.search.warm_starts import first_trials
+from autotune.study.liveness import is_mine
+from autotune.study.records import SHARED, BucketOutcome, Record, read_records
+from autotune.study.tuner import BucketTuner, open_study
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ def _speculate(plan: Plan, bench: Benchmarker,
 
 
 def _warm_starts(plan: Plan, M: int, storage: optuna.storages.BaseStorage):
-    """The bucket's first trials (autotune/warm_starts.py), with every other bucket of the same
+    """The bucket's first trials (autotune/search/warm_starts.py), with every other bucket of the same
     device, shape, space and benchmark already in the storage (this run's or an earlier one's)."""
     prefix = plan.study_name(M).rsplit("M=", 1)[0] + "M="
     tuned = {}

@@ -9,14 +9,17 @@ from typing import Optional
 
 import optuna
 
-from autotune.consolidate import CONSOLIDATION, existing_studies
+from autotune.consolidate.entries import existing_studies
+from autotune.consolidate.finalists import CONSOLIDATION
 from autotune.errors import UserError
-from autotune.formats import Written, config_file_name, sglang_subdir, write_config_file
+from autotune.files.names import config_file_name, sglang_subdir
+from autotune.files.vllm import Written, write_config_file
 from autotune.plan import Plan
-from autotune.report import collect, write_report
+from autotune.problem.space import SearchSpace
+from autotune.report.data import collect
+from autotune.report.write import write_report
 from autotune.run.result import TuneResult, read_outcomes
-from autotune.space import SearchSpace
-from autotune.study import BucketOutcome
+from autotune.study.records import BucketOutcome
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from typing import Optional
 
 import optuna
 
-from autotune.formats import Written
+from autotune.files.vllm import Written
 from autotune.plan import Plan
-from autotune.storage import is_mine
-from autotune.study import MEASURED, BucketOutcome, read_records
+from autotune.study.liveness import is_mine
+from autotune.study.records import MEASURED, BucketOutcome, read_records
 
 
 @dataclass

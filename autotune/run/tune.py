@@ -24,8 +24,8 @@ from autotune.run.outputs import finish
 from autotune.run.result import TuneResult
 from autotune.run.stop import check_stop, graceful_stop, uninterrupted
 from autotune.run.workers import run_workers
-from autotune.storage import open_storage
-from autotune.study import BucketOutcome, Record, read_records
+from autotune.study.records import BucketOutcome, Record, read_records
+from autotune.study.storage import open_storage
 
 
 def tune(plan: Plan, bench: Optional[Benchmarker] = None) -> TuneResult:

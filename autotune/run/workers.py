@@ -38,7 +38,7 @@ from autotune.run.gpu_lock import hold_gpu
 from autotune.run.outputs import finish
 from autotune.run.result import TuneResult, read_outcomes
 from autotune.run.stop import STOP, graceful_stop, stop_requested, uninterrupted
-from autotune.storage import check_parallel_safe, open_storage, storage_errors
+from autotune.study.storage import check_parallel_safe, open_storage, storage_errors
 
 log = logging.getLogger(__name__)
 

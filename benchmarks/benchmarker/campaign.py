@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from autotune.bench import open_benchmarker  # noqa: E402
 from autotune.config import register_configs  # noqa: E402
 from autotune.plan import build_plan  # noqa: E402
-from autotune.space import SearchSpace  # noqa: E402
+from autotune.problem.space import SearchSpace  # noqa: E402
 from autotune.run.tune import tune  # noqa: E402
 
 

@@ -24,12 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from autotune import vllm_rules  # noqa: E402
 from autotune.bench import open_benchmarker  # noqa: E402
-from autotune.consolidate import retime  # noqa: E402
-from autotune.formats import read_entries  # noqa: E402
+from autotune.consolidate.retime import retime  # noqa: E402
+from autotune.files.vllm import read_entries  # noqa: E402
 from autotune.plan import build_plan  # noqa: E402
-from autotune.space import SearchSpace  # noqa: E402
+from autotune.problem import vllm_rules  # noqa: E402
+from autotune.problem.space import SearchSpace  # noqa: E402
 from benchmarks.benchmarker.campaign import compose  # noqa: E402
 
 

@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import optuna  # noqa: E402
 
+from autotune.files.grid_table import grid_table, table_file_name  # noqa: E402
 from autotune.plan import build_plan  # noqa: E402
-from autotune.space import SearchSpace  # noqa: E402
-from autotune.study import BucketOutcome, read_records  # noqa: E402
-from autotune.tables import grid_table, table_file_name  # noqa: E402
+from autotune.problem.space import SearchSpace  # noqa: E402
+from autotune.study.records import BucketOutcome, read_records  # noqa: E402
 from benchmarks.benchmarker.campaign import compose  # noqa: E402
 
 

@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
-from autotune import vllm_rules  # noqa: E402
 from autotune.kernel import (  # noqa: E402
     KERNEL_VERSION,
     MoECompiler,
@@ -47,6 +46,7 @@ from autotune.kernel import (  # noqa: E402
 from autotune.kernel.align import _align_count_kernel, _align_scatter_kernel  # noqa: E402
 from autotune.kernel.fused_moe import _moe_gemm_kernel  # noqa: E402
 from autotune.kernel.quant import _launch_rowwise, _rowwise_activation_kernel  # noqa: E402
+from autotune.problem import vllm_rules  # noqa: E402
 
 KERNELS = (_moe_gemm_kernel, _rowwise_activation_kernel, _align_count_kernel, _align_scatter_kernel)
 

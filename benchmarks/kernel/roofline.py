@@ -104,7 +104,7 @@ def time_interleaved(fns: dict) -> dict:
 
 
 def candidates(m: int) -> list[dict]:
-    from autotune import vllm_rules
+    from autotune.problem import vllm_rules
 
     table = json.loads((TABLES / f"NVIDIA_H200_E256_N512_K2048_fp8block_M{m}.json").read_text())
     rows = sorted((r for r in table["results"] if r["us"] is not None), key=lambda r: r["us"])

@@ -59,7 +59,7 @@ def run(n: int, args: argparse.Namespace, folder: Path) -> dict:
         print(f"workers={n}: exit code {proc.returncode} after {wall:.0f} s; log: {log}",
               file=sys.stderr)
     sys.path.insert(0, str(ROOT))
-    from autotune.storage import open_storage
+    from autotune.study.storage import open_storage
 
     st = open_storage(storage)
     trials = [t for s in st.get_all_studies() for t in st.get_all_trials(s._study_id)

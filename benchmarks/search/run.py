@@ -5,11 +5,11 @@
 
 `shapes` (leave one shape out) judges every table of --shape-tables (the qwen35 tables of vLLM's
 kernel, the minimax and deepseek tables of ours) with the prior learned only from bundled sources
-of other shapes or GPUs: autotune/priors.py drops those of the table's own GPU and shape.
+of other shapes or GPUs: autotune/search/prior.py drops those of the table's own GPU and shape.
 `shapes_cv` puts the choice of settings inside the leave-one-shape-out loop: the held-out shape's
 tables take no part in choosing, nor in the prior of the tables it is chosen on.
 
-Every number comes from `autotune.evaluate.evaluate`: the real study code on the recorded tables.
+Every number comes from `autotune.evaluate.core.evaluate`: the real study code on the recorded tables.
 Writes benchmarks/search/results/<part>.json (settings, summaries, one compact row per run) and
 benchmarks/search/results/<part>.md (the tables the README quotes).
 """
@@ -25,8 +25,10 @@ from typing import Any
 
 import optuna
 
-from autotune.bench.replay import expand_table_paths
-from autotune.evaluate import Run, _finite, _num, evaluate, load_settings, summarize
+from autotune.evaluate.cli import load_settings
+from autotune.evaluate.core import Run, evaluate
+from autotune.evaluate.stats import _num, finite, summarize
+from autotune.files.grid_table import expand_table_paths
 
 OUT = Path(__file__).resolve().parent / "results"
 MISS_COST = 128  # a miss counts as this many measurements in the selection score (2 x budget)
@@ -143,7 +145,8 @@ def shapes_cv_grid() -> dict[str, list[str]]:
 
 def prior_without(shape: str) -> list[str]:
     """sampler.prior_files: the bundled vLLM files and every bundled table but `shape`'s."""
-    from autotune.priors import bundled_files_dir, bundled_tables_dir
+    from autotune.files.grid_table import bundled_tables_dir
+    from autotune.search.prior import bundled_files_dir
 
     tables = [str(p) for p in sorted(bundled_tables_dir().glob("*.json"))
               if shape_name(p.name) != shape]
@@ -186,7 +189,7 @@ def main() -> None:
     md: list[str] = []
 
     def save(part: str, data: Any) -> None:
-        (OUT / f"{part}.json").write_text(json.dumps(_finite(data), indent=1) + "\n")
+        (OUT / f"{part}.json").write_text(json.dumps(finite(data), indent=1) + "\n")
         (OUT / f"{part}.md").write_text("\n".join(md) + "\n")
         md.clear()
 
@@ -284,9 +287,9 @@ def main() -> None:
         # within 1% of each table's best (1 = the prior's favourite), vLLM's default not counted.
         from dataclasses import replace
 
-        from autotune.evaluate import load_groups
-        from autotune.priors import PriorWeights, load_shipped_files, rank_configs
-        from autotune.space import SearchSpace
+        from autotune.evaluate.core import load_groups
+        from autotune.problem.space import SearchSpace
+        from autotune.search.prior import PriorWeights, load_shipped_files, rank_configs
 
         files = load_shipped_files(None)
         base = PriorWeights()
@@ -354,7 +357,7 @@ def main() -> None:
                 results[f"prior_gp, {label}, noise {cv}"] = run_method(
                     paths, "prior_gp", o, args.repeats, args.workers, budget=32, **opts)
         table("First-look pruning, prior_gp, budget 32 (full runs); GPU time of timing under the "
-              "cost model of autotune/evaluate.py", results, " GPU ms / bucket | pruned |",
+              "cost model of autotune/evaluate/", results, " GPU ms / bucket | pruned |",
               lambda r: f" {r['overall']['mean_gpu_ms']:.0f} | {r['overall']['mean_pruned']:.1f} |")
         save("pruning", {k: compact(v) for k, v in results.items()})
 

@@ -9,7 +9,6 @@ Triton's cache: nothing compiles again.
 import pytest
 import torch
 
-from autotune import vllm_rules
 from autotune.kernel import (
     KernelCompileError,
     MoECompiler,
@@ -18,6 +17,7 @@ from autotune.kernel import (
 )
 from autotune.kernel.launch import intercept_launches, kernel_name
 from autotune.kernel.quant import interpreting
+from autotune.problem import vllm_rules
 
 BLOCK = (128, 128)
 

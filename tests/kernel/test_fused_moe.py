@@ -83,7 +83,7 @@ CASES = [
     ("m16-top2-fp16-8rows-ep", 16, 8, 2, 136, 40, "fp16", None, F16, EIGHT_ROWS, 5),
     ("m3-top8-fp8block-bf16-act-8rows", 3, 16, 8, 200, 160, "fp8_w8a8", BLOCK, BF16, EIGHT_ROWS,
      None),
-    # Blocks vLLM refines [128,128] to when a TP shard is not whole blocks (autotune/shape.py).
+    # Blocks vLLM refines [128,128] to when a TP shard is not whole blocks (autotune/problem/shape.py).
     ("m16-top2-fp8block64-refined", 16, 8, 2, 320, 192, "fp8_w8a8", (64, 64), F16, MID, None),
     ("m3-top2-fp8block32-refined", 3, 16, 2, 160, 96, "fp8_w8a8", (32, 32), F16, SMALLEST_FP8,
      None),

@@ -23,24 +23,20 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from autotune import vllm_rules
-from autotune.bench.replay import GridTable, expand_table_paths
 from autotune.config import SamplerConfig
 from autotune.errors import UserError
-from autotune.formats import device_token, dtype_token, parse_file_name, read_entries
-from autotune.space import Config, SearchSpace
+from autotune.files.grid_table import GridTable, bundled_tables_dir, expand_table_paths
+from autotune.files.names import device_token, dtype_token, parse_file_name
+from autotune.files.vllm import read_entries
+from autotune.problem import vllm_rules
+from autotune.problem.space import Config, SearchSpace
 
 PRIOR_SOURCES = ("both", "shipped", "tables")
 
 
 def bundled_files_dir() -> Path:
     """vLLM 0.33.0's shipped config files, copied byte for byte into the package."""
-    return Path(__file__).resolve().parent / "vllm_configs"
-
-
-def bundled_tables_dir() -> Path:
-    """Recorded moe-grid-table/1 tables (copies of tests/data/grids, benchmarks/tables)."""
-    return Path(__file__).resolve().parent / "grid_tables"
+    return Path(__file__).resolve().parents[1] / "vllm_configs"  # autotune/vllm_configs
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,8 @@ from typing import Callable, Iterator, Mapping, Optional
 
 from autotune.config import SearchSpaceConfig
 from autotune.errors import UserError
-from autotune.shape import MoEShape
-from autotune.vllm_rules import CONFIG_KEYS
-
-# The keys of a vLLM config entry, in the order vLLM's tuner writes them.
-KERNEL_PARAMS = CONFIG_KEYS
+from autotune.problem.shape import MoEShape
+from autotune.problem.vllm_rules import CONFIG_KEYS
 
 Config = dict[str, int]
 
@@ -93,7 +90,7 @@ CONSTRAINTS: dict[str, Callable[[Config, Context], Optional[str]]] = {
 @dataclass(frozen=True)
 class SearchSpace:
     name: str
-    params: dict[str, tuple[int, ...]]  # ordered ladders, in KERNEL_PARAMS order first
+    params: dict[str, tuple[int, ...]]  # ordered ladders, in CONFIG_KEYS order first
     constraints: tuple[str, ...]
     context: Context
 
@@ -101,7 +98,7 @@ class SearchSpace:
     def from_config(cls, cfg: SearchSpaceConfig, shape: MoEShape,
                     shared_memory_per_block: Optional[int]) -> "SearchSpace":
         params = {k: tuple(int(v) for v in vals) for k, vals in cfg.params.items()}
-        missing = [k for k in KERNEL_PARAMS if k not in params]
+        missing = [k for k in CONFIG_KEYS if k not in params]
         if missing:
             raise UserError(f"search_space={cfg.name} lacks {', '.join(missing)}; every kernel "
                             f"parameter needs a ladder")
@@ -113,7 +110,7 @@ class SearchSpace:
         if unknown:
             raise UserError(f"search_space.constraints has unknown {', '.join(unknown)}; "
                             f"known: {', '.join(CONSTRAINTS)}")
-        ordered = {k: params[k] for k in KERNEL_PARAMS}
+        ordered = {k: params[k] for k in CONFIG_KEYS}
         ordered.update({k: v for k, v in params.items() if k not in ordered})
         space = cls(cfg.name, ordered, tuple(cfg.constraints), Context(shape, shared_memory_per_block))
         if space.size() == 0:

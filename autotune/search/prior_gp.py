@@ -7,7 +7,7 @@ the constraints exclude or one already measured, and each proposal costs about a
 Model: log time, standardized, is a GP over ladder indices with a product of exponential kernels,
 corr = step_correlation ** |index steps| per parameter (GROUP_SIZE_M, which matters little, uses
 group_correlation). Its mean is the prior learned from vLLM's shipped files and recorded tables
-of other GPUs and shapes (autotune/priors.py): a config the prior favours is expected
+of other GPUs and shapes (autotune/search/prior.py): a config the prior favours is expected
 `prior_weight` standard deviations faster than one it does not. With no measurement yet it
 proposes the prior's favourite.
 """
@@ -22,8 +22,8 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune.priors import space_index
-from autotune.space import SearchSpace
+from autotune.problem.space import SearchSpace
+from autotune.search.prior import space_index
 
 # Measurement noise of log time, relative to the spread of the measured configs' log times.
 NOISE_VARIANCE = 1e-3

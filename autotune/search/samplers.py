@@ -14,16 +14,12 @@ import optuna
 
 from autotune.config import PrunerConfig, SamplerConfig
 from autotune.errors import UserError
-from autotune.space import SearchSpace
+from autotune.problem.space import SearchSpace
 
 SAMPLERS = ("tpe", "gp", "prior_gp", "random", "grid")
 # A trial here is one measurement, so the only pruning that saves GPU time is a cheap first look
 # compared with the incumbent ("screen"); Optuna's median or Wilcoxon pruners need many steps.
 PRUNERS = ("none", "screen")
-
-# The constraint every told trial carries: 1.0 when the config cannot run (infeasible).
-FEASIBILITY = "infeasible"
-
 
 def make_sampler(cfg: SamplerConfig, seed: Optional[int] = None,
                  space: Optional[SearchSpace] = None,
@@ -44,7 +40,7 @@ def make_sampler(cfg: SamplerConfig, seed: Optional[int] = None,
             seed=seed, n_startup_trials=cfg.n_startup_trials,
         )
     if cfg.name == "prior_gp":
-        from autotune.prior_gp import PriorGPSampler
+        from autotune.search.prior_gp import PriorGPSampler
 
         if space is None:
             raise ValueError("sampler prior_gp needs the search space")

@@ -16,7 +16,7 @@ Warm starts from neighbouring buckets (`--neighbours`) come from the tables of t
 shape given: `below` tunes the tables in ascending M as a run does, each bucket warm-started from
 those before it; `both` first tunes every table alone, then each again warm-started from the
 tuned tables on both sides. The prior never reads a shipped file or recorded table of a table's own
-GPU and shape (autotune/priors.py), so every table is judged leave-one-shape-out.
+GPU and shape (autotune/search/prior.py), so every table is judged leave-one-shape-out.
 
 The last line is machine-readable:
 `median_evals_to_1pct=NN p90_evals_to_1pct=NN miss_rate=F ... tables=N repeats=R`.
@@ -24,23 +24,18 @@ The last line is machine-readable:
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import random
-import statistics
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import optuna
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from autotune.bench.replay import GridTable, ReplayBenchmarker, expand_table_paths
+from autotune.bench.replay import ReplayBenchmarker
 from autotune.config import (
     PrunerConfig,
     SamplerConfig,
@@ -49,17 +44,17 @@ from autotune.config import (
     search_space_root,
 )
 from autotune.errors import UserError
-from autotune.formats import device_token
-from autotune.output_paths import check_file
-from autotune.priors import PriorSource, PriorWeights, bucket_prior, load_prior_sources
-from autotune.samplers import PRUNERS, SAMPLERS, make_pruner, make_sampler
-from autotune.shape import MoEShape
-from autotune.space import SearchSpace
-from autotune.study import BucketTuner, Record, best_record
-from autotune.warm_starts import first_trials
+from autotune.evaluate.stats import Run, percentile, summarize
+from autotune.files.grid_table import GridTable
+from autotune.files.names import device_token
+from autotune.problem.shape import MoEShape
+from autotune.problem.space import SearchSpace
+from autotune.search.prior import PriorSource, PriorWeights, bucket_prior, load_prior_sources
+from autotune.search.samplers import make_pruner, make_sampler
+from autotune.search.warm_starts import first_trials
+from autotune.study.records import Record, best_record
+from autotune.study.tuner import BucketTuner
 
-THRESHOLDS = (0.01, 0.02)
-REGRET_AT = (16, 32, 64)
 # GPU cost model, in kernel calls per config (CUDA graph of 10 calls, as vLLM's tuner times):
 # a measurement = eager warm-up + capture + 5 warm-up replays + 20 timed replays;
 # a first look = eager warm-up + capture + 1 warm-up replay + 3 timed replays.
@@ -81,32 +76,6 @@ class Settings:
     # Without noise nothing changes once a run holds the table's best, so it may stop there (speed
     # only; off to count the measurements a real run spends before its budget or patience ends).
     stop_at_optimum: bool = True
-
-
-@dataclass
-class Run:
-    """One repeat on one table."""
-
-    table: str
-    M: int
-    seed: int
-    trace: list[float]  # recorded time of the study's best config after each measurement
-    sources: list[str]  # where each measured config came from (prior, sampler, ...)
-    pruned: int
-    gpu_ms: float
-    stop: str
-    best_us: float  # the table's best
-
-    def evals_to(self, within: float) -> Optional[int]:
-        for n, us in enumerate(self.trace, 1):
-            if us <= self.best_us * (1 + within):
-                return n
-        return None
-
-    def regret_at(self, n: int) -> float:
-        if not self.trace:
-            return math.inf
-        return self.trace[min(n, len(self.trace)) - 1] / self.best_us - 1
 
 
 # -- one repeat through the real study code --------------------------------------------------------
@@ -220,35 +189,6 @@ def random_search(group: Group, M: int, repeats: int, seed: int) -> list[Optiona
     return out
 
 
-# -- statistics ------------------------------------------------------------------------------------
-def percentile(values: Sequence[Optional[float]], q: float) -> float:
-    """Linear-interpolated percentile; None (a miss) counts as infinitely many measurements."""
-    xs = sorted(math.inf if v is None else float(v) for v in values)
-    if not xs:
-        return math.nan
-    pos = (len(xs) - 1) * q / 100
-    lo, hi = math.floor(pos), math.ceil(pos)
-    if xs[hi] == math.inf and pos > lo or xs[lo] == math.inf:
-        return math.inf
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
-
-
-def summarize(runs: Sequence[Run]) -> dict[str, Any]:
-    out: dict[str, Any] = {"runs": len(runs)}
-    for within in THRESHOLDS:
-        n = [r.evals_to(within) for r in runs]
-        tag = f"{round(within * 100)}pct"
-        out[f"median_evals_to_{tag}"] = percentile(n, 50)
-        out[f"p90_evals_to_{tag}"] = percentile(n, 90)
-        out[f"miss_rate_{tag}"] = sum(v is None for v in n) / len(n)
-    for k in REGRET_AT:
-        out[f"mean_regret_at_{k}"] = statistics.fmean(r.regret_at(k) for r in runs)
-    out["mean_measurements"] = statistics.fmean(len(r.trace) for r in runs)
-    out["mean_gpu_ms"] = statistics.fmean(r.gpu_ms for r in runs)
-    out["mean_pruned"] = statistics.fmean(r.pruned for r in runs)
-    return out
-
-
 # -- the whole evaluation --------------------------------------------------------------------------
 _WORKER: dict[str, Any] = {}
 
@@ -304,47 +244,6 @@ def evaluate(paths: Sequence[Path], settings: Settings, repeats: int, seed: int 
             "overall": overall, "per_table": per_table, "runs": [asdict(r) for r in runs]}
 
 
-def summary_line(result: dict[str, Any]) -> str:
-    o = result["overall"]
-    return (f"median_evals_to_1pct={_num(o['median_evals_to_1pct'])} "
-            f"p90_evals_to_1pct={_num(o['p90_evals_to_1pct'])} "
-            f"miss_rate={o['miss_rate_1pct']:.3f} "
-            f"median_evals_to_2pct={_num(o['median_evals_to_2pct'])} "
-            f"p90_evals_to_2pct={_num(o['p90_evals_to_2pct'])} "
-            f"miss_rate_2pct={o['miss_rate_2pct']:.3f} "
-            f"regret16={o['mean_regret_at_16']:.4f} regret32={o['mean_regret_at_32']:.4f} "
-            f"regret64={o['mean_regret_at_64']:.4f} "
-            f"mean_measurements={o['mean_measurements']:.1f} mean_gpu_ms={o['mean_gpu_ms']:.1f} "
-            f"random_median_evals_to_1pct={_num(o['random_median_evals_to_1pct'])} "
-            f"random_p90_evals_to_1pct={_num(o['random_p90_evals_to_1pct'])} "
-            f"tables={result['tables']} repeats={result['repeats']}")
-
-
-def report(result: dict[str, Any]) -> str:
-    budget = result["settings"]["budget"]
-    head = (f"{'table':<46} {'M':>5} | {'med1%':>6} {'p90':>6} {'miss':>5} | {'med2%':>6} "
-            f"{'p90':>6} {'miss':>5} | {'reg@16':>7} {'reg@32':>7} {'reg@64':>7} | {'meas':>5} "
-            f"{'gpu_ms':>7} | random {'med1%':>6} {'p90':>6} miss@{budget}")
-    lines = [head, "-" * len(head)]
-    for name, t in result["per_table"].items():
-        lines.append(
-            f"{name[:46]:<46} {t['M']:>5} | {_num(t['median_evals_to_1pct']):>6} "
-            f"{_num(t['p90_evals_to_1pct']):>6} {t['miss_rate_1pct']:>5.2f} | "
-            f"{_num(t['median_evals_to_2pct']):>6} {_num(t['p90_evals_to_2pct']):>6} "
-            f"{t['miss_rate_2pct']:>5.2f} | {t['mean_regret_at_16']:>7.4f} "
-            f"{t['mean_regret_at_32']:>7.4f} {t['mean_regret_at_64']:>7.4f} | "
-            f"{t['mean_measurements']:>5.1f} {t['mean_gpu_ms']:>7.1f} | "
-            f"       {_num(t['random_median_evals_to_1pct']):>6} "
-            f"{_num(t['random_p90_evals_to_1pct']):>6} {t['random_miss_rate_1pct']:.2f}")
-    return "\n".join(lines)
-
-
-def _num(x: float) -> str:
-    if math.isinf(x):
-        return "inf"
-    return f"{x:g}" if x == int(x) else f"{x:.1f}"
-
-
 # -- configuration ---------------------------------------------------------------------------------
 def _search_space_config(name: str) -> SearchSpaceConfig:
     path = search_space_root() / f"{name}.yaml"
@@ -364,125 +263,3 @@ def _shared_memory(device_name: str) -> Optional[int]:
             value = preset.get("shared_memory_per_block")
             return int(value) if value is not None else None
     return None
-
-
-def load_settings(sampler: str, pruner: str, overrides: Sequence[str], **top: Any) -> Settings:
-    """The conf/ presets for sampler and pruner, then `sampler.KEY=VALUE` / `pruner.KEY=VALUE`."""
-    if sampler not in SAMPLERS:
-        raise UserError(f"--sampler {sampler}: use one of {', '.join(SAMPLERS)}")
-    if pruner not in PRUNERS:
-        raise UserError(f"--pruner {pruner}: use one of {', '.join(PRUNERS)}")
-    nodes = {
-        "sampler": OmegaConf.merge(OmegaConf.structured(SamplerConfig),
-                                   OmegaConf.load(config_root() / "sampler" / f"{sampler}.yaml")),
-        "pruner": OmegaConf.merge(OmegaConf.structured(PrunerConfig),
-                                  OmegaConf.load(config_root() / "pruner" / f"{pruner}.yaml")),
-    }
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        group, dot, name = key.partition(".")
-        if not sep or not dot or group not in nodes:
-            raise UserError(f"--set {item}: write sampler.KEY=VALUE or pruner.KEY=VALUE")
-        known = [f.name for f in fields(SamplerConfig if group == "sampler" else PrunerConfig)]
-        if name not in known:
-            raise UserError(f"--set {item}: {group} has no {name}; known: {', '.join(known)}")
-        try:
-            OmegaConf.update(nodes[group], name, _parse_value(value), merge=False)
-        except OmegaConfBaseException as exc:
-            raise UserError(f"--set {item}: {str(exc).splitlines()[0]}") from None
-    settings = Settings(sampler=OmegaConf.to_object(nodes["sampler"]),  # type: ignore[arg-type]
-                        pruner=OmegaConf.to_object(nodes["pruner"]), **top)  # type: ignore
-    if settings.neighbours not in ("none", "below", "both"):
-        raise UserError(f"--neighbours {settings.neighbours}: use none, below or both")
-    if settings.budget < 1:
-        raise UserError(f"--budget {settings.budget}: must be at least 1")
-    if settings.patience is not None and settings.patience < 1:
-        raise UserError(f"--patience {settings.patience}: must be at least 1")
-    make_pruner(settings.pruner)  # validates the pruner's settings
-    return settings
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return None if text in ("null", "None") else text
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage + error
-        print(f"autotune.evaluate: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    p = _Parser(prog="python -m autotune.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("tables", nargs="+", help="moe-grid-table/1 files, globs or folders")
-    p.add_argument("--sampler", default=SamplerConfig.name,
-                   help=f"preset of conf/sampler (default: {SamplerConfig.name}, as a run)")
-    p.add_argument("--pruner", default="none", help="preset of conf/pruner (default: none)")
-    p.add_argument("--set", action="append", default=[], metavar="GROUP.KEY=VALUE",
-                   help="override a sampler or pruner setting, e.g. sampler.prior_trials=0")
-    p.add_argument("--budget", type=int, default=64, help="measurements per bucket (64)")
-    p.add_argument("--patience", type=int, default=None, help="stop after this many "
-                   "measurements without a 0.5%% gain (default: none)")
-    p.add_argument("--neighbours", default="none", help="warm starts from neighbouring "
-                   "buckets: none | below (tuned in ascending M, as a run) | both")
-    p.add_argument("--noise-cv", type=float, default=0.0, help="emulated measurement noise")
-    p.add_argument("--full-runs", action="store_true", help="never stop a run at the table's "
-                   "optimum (to count what budget and patience really spend)")
-    p.add_argument("--search-space", default="vllm")
-    p.add_argument("--repeats", type=int, default=20, help="seeds per table (20)")
-    p.add_argument("--seed", type=int, default=0, help="first seed")
-    p.add_argument("--random-repeats", type=int, default=1000,
-                   help="random orders per table for the random-search baseline (1000)")
-    p.add_argument("--workers", type=int, default=1, help="processes (default 1)")
-    p.add_argument("--json", type=Path, default=None, help="write every run and summary here")
-    p.add_argument("--quiet", action="store_true", help="print only the summary line")
-    return p.parse_args(argv)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
-    try:
-        if args.repeats < 1 or args.random_repeats < 1 or args.workers < 1:
-            raise UserError("--repeats, --random-repeats and --workers must be at least 1")
-        if args.noise_cv < 0:
-            raise UserError(f"--noise-cv {args.noise_cv}: must be 0 or more")
-        settings = load_settings(args.sampler, args.pruner, args.set, budget=args.budget,
-                                 patience=args.patience, neighbours=args.neighbours,
-                                 noise_cv=args.noise_cv, search_space=args.search_space,
-                                 stop_at_optimum=not args.full_runs)
-        if args.json:
-            check_file(f"--json {args.json}", args.json)  # before the evaluation, not after
-        paths = expand_table_paths(args.tables)
-        result = evaluate(paths, settings, args.repeats, args.seed, args.workers,
-                          args.random_repeats)
-        if args.json:
-            try:
-                args.json.parent.mkdir(parents=True, exist_ok=True)
-                args.json.write_text(json.dumps(_finite(result), indent=1) + "\n")
-            except OSError as exc:  # checked before, yet the disk may have filled meanwhile
-                raise UserError(f"--json {args.json}: cannot write it ({exc.strerror})") from None
-    except UserError as exc:
-        print(f"autotune.evaluate: error: {exc}", file=sys.stderr)
-        return 2
-    if not args.quiet:
-        print(report(result))
-    print(summary_line(result))
-    return 0
-
-
-def _finite(x: Any) -> Any:
-    """inf (a miss) as null: JSON has no infinity."""
-    if isinstance(x, float) and math.isinf(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_finite(v) for v in x]
-    return x
-
-
-if __name__ == "__main__":
-    sys.exit(main())

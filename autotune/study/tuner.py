@@ -29,70 +29,22 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.bench.protocol import Benchmarker, Measurement, Screening
-from autotune.samplers import FEASIBILITY
-from autotune.space import Config, SearchSpace
-from autotune.storage import Heartbeat, fail_dead_trials, stamp
+from autotune.problem.space import Config, SearchSpace
+from autotune.study.liveness import Heartbeat, fail_dead_trials, stamp
+from autotune.study.records import (
+    FEASIBILITY,
+    MEASURED,
+    SHARED,
+    BucketOutcome,
+    Record,
+    read_records,
+    record_of,
+)
 
 log = logging.getLogger(__name__)
 
 # A gain smaller than this does not reset the patience count.
 MIN_IMPROVEMENT = 0.005
-
-# The stop reason of a run that left the rest of a bucket's budget to other runs measuring it.
-SHARED = "shared"
-# States of a measured trial: a full measurement, or a first look the pruner stopped.
-MEASURED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-@dataclass
-class Record:
-    """A measured trial, as read back from the study."""
-
-    number: int
-    config: Config
-    us: Optional[float]
-    spread: float
-    infeasible: Optional[str]
-    source: str
-    pruned: bool = False  # only a first look was taken: us is that look's (noisier) time
-
-    @property
-    def ok(self) -> bool:
-        return self.us is not None
-
-    @property
-    def candidate(self) -> bool:
-        """A full measurement of a config that runs: it may be the bucket's best."""
-        return self.ok and not self.pruned
-
-
-@dataclass
-class BucketOutcome:
-    M: int
-    study_name: str
-    records: list[Record]  # every measurement of the study, in trial order
-    new_measurements: int  # made by this run
-    excluded: int  # proposals dropped by the space's constraints (this run)
-    duplicates: int  # proposals answered from the study (this run)
-    seconds: float
-    stop_reason: str
-
-    @property
-    def best(self) -> Optional[Record]:
-        return best_record(self.records)
-
-    @property
-    def infeasible(self) -> int:
-        return sum(1 for r in self.records if not r.ok)
-
-    @property
-    def pruned(self) -> int:
-        return sum(1 for r in self.records if r.pruned)
-
-
-def best_record(records: Iterable[Record]) -> Optional[Record]:
-    ok = [r for r in records if r.candidate]
-    return min(ok, key=lambda r: r.us) if ok else None  # type: ignore[arg-type,return-value]
 
 
 def open_study(storage, name: str, sampler, pruner) -> optuna.Study:
@@ -108,20 +60,6 @@ def recover_interrupted(study: optuna.Study,
     running: the study's RUNNING trials, if the caller has just read them.
     """
     return fail_dead_trials(study, running)
-
-
-def read_records(study: optuna.Study) -> list[Record]:
-    """Every measurement of the study (full, or a pruned first look), in trial order."""
-    trials = study.get_trials(deepcopy=False, states=MEASURED)
-    return [_record(t) for t in trials if t.user_attrs.get("measured")]
-
-
-def _record(t: FrozenTrial) -> Record:
-    return Record(number=t.number, config=dict(t.user_attrs["config"]),
-                  us=t.user_attrs.get("us"), spread=float(t.user_attrs.get("spread", 0.0)),
-                  infeasible=t.user_attrs.get("infeasible"),
-                  source=t.user_attrs.get("source", "sampler"),
-                  pruned=t.state == TrialState.PRUNED)
 
 
 @dataclass
@@ -235,7 +173,7 @@ class BucketTuner:
         if running and recover_interrupted(self.study, running):
             trials = self.study.get_trials(deepcopy=False)
             running = [t for t in trials if t.state == TrialState.RUNNING]
-        records = [_record(t) for t in trials
+        records = [record_of(t) for t in trials
                    if t.state in MEASURED and t.user_attrs.get("measured")]
         self._seen = {SearchSpace.key(r.config): r for r in records}
         self._room = self.budget - len(records) - len(running)
@@ -284,7 +222,7 @@ class BucketTuner:
                 self._abandon(trial, config, "duplicate_of_running", t.number)
                 return False
             if t.state in MEASURED and t.user_attrs.get("measured"):
-                self._seen[key] = _record(t)
+                self._seen[key] = record_of(t)
                 self._tell_duplicate(trial, config)
                 return False
         return True

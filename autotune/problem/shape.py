@@ -10,9 +10,9 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-from autotune import vllm_rules
 from autotune.config import ShapeConfig
 from autotune.errors import UserError
+from autotune.problem import vllm_rules
 
 DTYPES = ("bf16", "fp16", "fp8_w8a8", "int8_w8a16")
 

@@ -1,162 +1,15 @@
-"""vLLM and SGLang config files: names, JSON layout, safe writing, and validation.
-
-The rules are vLLM's (see the project's docs): a file that breaks one is silently ignored by
-vLLM, which then falls back to its default config.
-"""
+"""Checking a config file as vLLM reads it: its name, its keys, every entry (`python -m autotune.check`)."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Optional
 
-from autotune import vllm_rules
-from autotune.space import KERNEL_PARAMS, Config
-
-# The dtype tokens vLLM looks up (`_get_config_dtype_str`); our files carry fp8_w8a8, int8_w8a16
-# or none (bf16/fp16).
-DTYPE_TOKENS = vllm_rules.CONFIG_DTYPES
-# SGLang-named files keep the tokens this check used before (SGLang's lookup was not re-read).
-SGLANG_DTYPE_TOKENS = ("fp8_w8a8", "int8_w8a8", "int8_w8a16", "int4_w4a16")
-
-_NAME = re.compile(
-    r"^E=(?P<E>\d+),N=(?P<N>\d+),device_name=(?P<device>[^,]+)"
-    r"(?:,dtype=(?P<dtype>[^,]+))?(?:,block_shape=\[(?P<bn>\d+), ?(?P<bk>\d+)\])?"
-    r"(?:,backend=(?P<backend>[^,]+))?\.json$"
-)
-
-
-def device_token(device_name: str, flavor: str = "vllm") -> str:
-    """The device_name token looked up: spaces -> underscores; vLLM also reads any H200 as
-    NVIDIA_H200 (SGLang does not), as vllm_rules.config_device says."""
-    if flavor == "vllm":
-        return vllm_rules.config_device(device_name)
-    return device_name.replace(" ", "_")
-
-
-def dtype_token(dtype: str) -> Optional[str]:
-    """Unquantized bf16/fp16 files carry no dtype at all (a `dtype=bf16` file is never read)."""
-    return dtype if dtype in DTYPE_TOKENS else None
-
-
-def config_file_name(E: int, N: int, device_name: str, dtype: str,
-                     block_shape: Optional[tuple[int, int]], flavor: str = "vllm") -> str:
-    parts = [f"E={E}", f"N={N}", f"device_name={device_token(device_name, flavor)}"]
-    token = dtype_token(dtype)
-    if token:
-        parts.append(f"dtype={token}")
-    if block_shape and all(block_shape):
-        sep = "," if flavor == "vllm" else ", "  # SGLang writes a space inside the brackets
-        parts.append(f"block_shape=[{block_shape[0]}{sep}{block_shape[1]}]")
-    return ",".join(parts) + ".json"
-
-
-def sglang_subdir(triton_version: str) -> str:
-    """SGLang's per-Triton folder: `triton_3_6_0` (it reads configs/triton_X_Y_Z/ first)."""
-    return "triton_" + "_".join(triton_version.split("+")[0].split(".")[:3])
-
-
-def render(entries: Mapping[int, Mapping[str, int]], triton_version: Optional[str]) -> str:
-    """JSON text as vLLM's tuner writes it: triton_version, ascending keys, 4 spaces, newline.
-
-    triton_version=None leaves the key out, as SGLang needs (it reads every key as a batch size).
-    """
-    data: dict[str, object] = {}
-    if triton_version is not None:
-        data["triton_version"] = triton_version
-    for m in sorted(entries):
-        data[str(m)] = {k: int(entries[m][k]) for k in KERNEL_PARAMS}
-    return json.dumps(data, indent=4) + "\n"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write beside the target, then rename: a crash leaves the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-# The time of a config at a batch size, where known (e.g. from the studies); None: not measured.
-Timing = Callable[[int, Mapping[str, int]], Optional[float]]
-
-
-@dataclass
-class Written:
-    path: Path
-    kept: Optional[Path] = None  # the previous file, kept beside the new one
-    reasons: tuple[str, ...] = ()  # why the previous file was kept
-
-    def describe(self) -> str:
-        if self.kept is None:
-            return f"wrote {self.path}"
-        return (f"wrote {self.path}; kept the previous file as {self.kept.name} because "
-                + "; ".join(self.reasons))
-
-
-def write_config_file(path: Path, entries: Mapping[int, Mapping[str, int]],
-                      triton_version: Optional[str], timing: Optional[Timing] = None) -> Written:
-    """Write the file atomically; if it replaces one that was better in any way (more buckets, a
-    faster entry by `timing`, or a file we cannot read), keep that one beside it and say why."""
-    path = Path(path)
-    text = render(entries, triton_version)
-    reasons = _previous_was_better(path, text, entries, timing)
-    kept = None
-    if reasons:
-        kept = _free_name(path.with_name(f"{path.name}.prev-{time.strftime('%Y%m%d-%H%M%S')}"))
-        shutil.copy2(path, kept)
-    write_atomic(path, text)
-    return Written(path, kept, tuple(reasons))
-
-
-def _previous_was_better(path: Path, text: str, entries: Mapping[int, Mapping[str, int]],
-                         timing: Optional[Timing]) -> list[str]:
-    if not path.exists():
-        return []
-    try:
-        if path.read_text() == text:
-            return []
-        old = read_entries(path)
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
-        return ["it is not a readable config file"]
-    reasons = []
-    missing = sorted(set(old) - set(entries))
-    if missing:
-        reasons.append(f"it has buckets {missing} that this run has no result for")
-    for m in sorted(set(old) & set(entries)):
-        if timing is None or dict(old[m]) == {k: int(entries[m][k]) for k in KERNEL_PARAMS}:
-            continue
-        t_old, t_new = timing(m, old[m]), timing(m, entries[m])
-        if t_old is not None and t_new is not None and t_new > t_old:
-            reasons.append(f"its M={m} entry was faster ({t_old:.2f} us vs {t_new:.2f} us)")
-    return reasons
-
-
-def _free_name(path: Path) -> Path:
-    candidate, n = path, 1
-    while candidate.exists():
-        candidate, n = path.with_name(f"{path.name}.{n}"), n + 1
-    return candidate
-
-
-def read_entries(path: Path) -> dict[int, Config]:
-    """The entries of a config file (integer keys), ignoring triton_version."""
-    data = json.loads(Path(path).read_text())
-    return {int(k): {p: int(v[p]) for p in KERNEL_PARAMS} for k, v in data.items()
-            if k != "triton_version"}
+from autotune.files.names import SGLANG_DTYPE_TOKENS, device_token, parse_file_name
+from autotune.problem import vllm_rules
+from autotune.problem.vllm_rules import CONFIG_KEYS
 
 
 # -- validation (the check command) --------------------------------------------------------------
@@ -168,18 +21,6 @@ class Finding:
 
     def __str__(self) -> str:
         return f"{self.level}: {self.where}: {self.message}"
-
-
-def parse_file_name(name: str) -> Optional[dict]:
-    """E, N, device, dtype, block_shape and backend of a config file name (None: not named like
-    one); flavor "sglang" where block_shape has SGLang's space."""
-    m = _NAME.match(name)
-    if not m:
-        return None
-    block = (int(m["bn"]), int(m["bk"])) if m["bn"] else None
-    return {"E": int(m["E"]), "N": int(m["N"]), "device": m["device"], "dtype": m["dtype"],
-            "block_shape": block, "backend": m["backend"],
-            "flavor": "sglang" if ", " in name else "vllm"}
 
 
 def check_file(path: Path) -> list[Finding]:
@@ -299,7 +140,7 @@ def check_entry(key: str, entry: object, block: Optional[tuple[int, int]],
         return [Finding("error", key, "entry is not an object of kernel parameters: "
                                       "invoke_fused_moe_triton_kernel reads it as one")]
     out = []
-    for p in KERNEL_PARAMS:
+    for p in CONFIG_KEYS:
         v = entry.get(p)
         if v is None and p in _DEFAULTED:
             out.append(Finding("warning", key, f"missing {p}: invoke_fused_moe_triton_kernel "
@@ -341,7 +182,7 @@ def _check_other_keys(key: str, entry: dict, device: str) -> list[Finding]:
     if split_k != vllm_rules.SPLIT_K:
         out.append(Finding("warning", key, f"SPLIT_K={split_k!r} runs as {vllm_rules.SPLIT_K}: "
                                            f"invoke_fused_moe_triton_kernel sets it"))
-    others = sorted(set(entry) - set(KERNEL_PARAMS) - {"SPLIT_K"}
+    others = sorted(set(entry) - set(CONFIG_KEYS) - {"SPLIT_K"}
                     - set(vllm_rules.launch_keys(device)))
     elsewhere = {k: p for p, keys in vllm_rules.LAUNCH_OPTIONS.items() for k in keys}
     foreign = [k for k in others if k in elsewhere]

@@ -17,10 +17,11 @@ import math
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-from autotune import vllm_rules
 from autotune.config import SamplerConfig
 from autotune.errors import UserError
-from autotune.priors import (
+from autotune.problem import vllm_rules
+from autotune.problem.space import Config, SearchSpace
+from autotune.search.prior import (
     PriorSource,
     PriorWeights,
     ShippedFile,
@@ -28,8 +29,7 @@ from autotune.priors import (
     nearest_config,
     rank_configs,
 )
-from autotune.space import Config, SearchSpace
-from autotune.study import Record
+from autotune.study.records import Record
 
 WarmStart = tuple[str, Config]
 

@@ -83,9 +83,14 @@ def refined_block_shape(block: tuple[int, int], N: int, K: int,
     return (refined, refined) if refined >= MIN_REFINED_BLOCK else None
 
 
+def kernel_config(config: Mapping[str, int]) -> dict[str, int]:
+    """An entry's six tile parameters as ints, other keys dropped (what the kernel takes)."""
+    return {k: int(config[k]) for k in CONFIG_KEYS}
+
+
 def runs_as(config: Mapping[str, int], block_shape: Optional[tuple[int, int]]) -> dict[str, int]:
     """A file entry's six tile parameters as the kernel runs them (BLOCK_SIZE_K clamped)."""
-    out = {k: int(config[k]) for k in CONFIG_KEYS}
+    out = kernel_config(config)
     out["BLOCK_SIZE_K"] = block_size_k(out["BLOCK_SIZE_K"], block_shape)
     return out
 

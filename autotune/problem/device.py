@@ -8,7 +8,7 @@ from typing import Optional
 
 from autotune.config import DeviceConfig
 from autotune.errors import UserError
-from autotune.formats import device_token
+from autotune.problem.vllm_rules import config_device
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def resolve_device(cfg: DeviceConfig, *, need_gpu: bool, probe: bool) -> DeviceS
     )
     if need_gpu and probe:
         present = present_gpu()
-        if device_token(present.name) != device_token(spec.name):
+        if config_device(present.name) != config_device(spec.name):
             raise UserError(f"device is {spec.name} but the GPU present is {present.name}; "
                             f"pass the matching device= preset or device=auto")
         spec = dataclasses.replace(spec, uuid=present.uuid)

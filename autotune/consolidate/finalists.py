@@ -1,0 +1,169 @@
+"""From studies to file entries: finalists re-timed against vLLM's default, a correctness gate, and
+a check of the batch sizes between buckets.
+
+A study times each config once, and the fastest of many single noisy timings is biased low (the
+winner's curse). So the best few trials of a bucket are timed again, in interleaved rounds, together
+with vLLM's default config and, when the user names an existing file, the entry vLLM would take
+from it; the fastest that passes the benchmarker's correctness check becomes the bucket's entry.
+vLLM's default competes too: when no tuned config beats it, the default is the honest entry. An
+entry the kernel would rewrite at run time (BLOCK_SIZE_K above the quantization block) is never
+chosen.
+
+Results are stored in the bucket's study (user attributes), so the report is made from the storage
+alone, and a rerun does not time again what it has already timed.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from typing import Iterable, Optional
+
+import optuna
+
+from autotune.bench.protocol import Benchmarker
+from autotune.consolidate.compare import Comparison
+from autotune.consolidate.retime import retime, unique_configs
+from autotune.files.check import check_entry
+from autotune.problem import vllm_rules
+from autotune.problem.shape import MoEShape
+from autotune.problem.space import Config, SearchSpace
+from autotune.study.records import Record, read_records
+
+log = logging.getLogger(__name__)
+
+# Study user attributes written here (and read by the report).
+CONSOLIDATION = "consolidation"
+
+# First passes this close to the best one (or within twice its spread) are ties: those configs
+# are re-timed as finalists too.
+FINALIST_TIE = 0.01
+
+
+# -- one bucket ------------------------------------------------------------------------------------
+def pick_finalists(records: Iterable[Record], M: int, block_shape: Optional[tuple[int, int]],
+                   n: int, tie: float = FINALIST_TIE) -> tuple[list[Record], list[dict]]:
+    """The n fastest measured configs the kernel runs exactly as written, and any others whose
+    first pass ties with the fastest's (up to 2n in all); also the faster ones passed over because
+    the kernel would rewrite or refuse them.
+
+    Ties join because a single first pass cannot order them: at decode sizes many configs lie
+    within 1% of each other, and the one that wins the re-timing is not always among the n with
+    the luckiest first pass.
+    """
+    chosen: list[Record] = []
+    skipped: list[dict] = []
+    full = (r for r in records if r.candidate)  # pruned first looks are not finalists
+    for r in sorted(full, key=lambda r: r.us):  # type: ignore[arg-type]
+        ties = chosen and r.us <= chosen[0].us * (1 + max(tie, 2 * chosen[0].spread))
+        if len(chosen) >= 2 * n or (len(chosen) >= n and not ties):
+            break
+        findings = check_entry(str(M), vllm_rules.kernel_config(r.config), block_shape)
+        if findings:
+            skipped.append({"trial": r.number, "config": r.config, "us": r.us,
+                            "reason": findings[0].message})
+        else:
+            chosen.append(r)
+    return chosen, skipped
+
+
+def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, bench: Optional[Benchmarker],
+                       *, finalists: int, rounds: int,
+                       comparison: Optional[Comparison]) -> Optional[dict]:
+    """The bucket's entry and everything learnt choosing it, stored in the study.
+
+    bench=None only looks the result up: the stored one if it was made from the same finalists,
+    default and file entry; else None (nothing is measured).
+    """
+    records = read_records(study)
+    chosen, skipped = pick_finalists(records, M, shape.block_shape, finalists)
+    default = vllm_rules.default_config(M, shape.E, shape.dtype, shape.block_shape)
+    file_entry = comparison.entry_for(M, shape.block_shape) if comparison else None
+    inputs = {"finalists": [[r.number, r.config] for r in chosen], "default": default,
+              "file": file_entry, "rounds": rounds}
+    stored = study.user_attrs.get(CONSOLIDATION)
+    if stored and stored.get("inputs") == inputs:
+        return stored
+    if bench is None:
+        return None
+
+    start = time.perf_counter()
+    baselines = [default] + ([file_entry["runs_as"]] if file_entry else [])
+    chosen, timed, drift = _retime_finalists(bench, records, chosen, baselines, M, shape.block_shape,
+                                             finalists, rounds)
+    timing = lambda config: timed[SearchSpace.key(config)]  # noqa: E731
+
+    # Candidates for the entry: the finalists, and vLLM's default when the kernel runs it as is.
+    candidates = [{"source": "tuned", "trial": r.number, "config": r.config,
+                   "first_pass_us": r.us} for r in chosen]
+    if not check_entry(str(M), default, shape.block_shape):
+        if not any(SearchSpace.key(vllm_rules.kernel_config(c["config"])) == SearchSpace.key(default)
+                   for c in candidates):
+            study_default = next((r for r in records if r.candidate and SearchSpace.key(
+                vllm_rules.kernel_config(r.config)) == SearchSpace.key(default)), None)
+            candidates.append({"source": "vllm_default", "config": default,
+                               "trial": study_default and study_default.number,
+                               "first_pass_us": study_default and study_default.us})
+    for c in candidates:
+        c.update(timing(c["config"]))
+        if SearchSpace.key(vllm_rules.kernel_config(c["config"])) == SearchSpace.key(default):
+            c["source"] = "vllm_default"
+    entry = None
+    for c in sorted((c for c in candidates if c["us"] is not None), key=lambda c: c["us"]):
+        c["verified"] = bench.verify(c["config"], M)
+        if c["verified"] is not False:
+            entry = c
+            break
+        log.warning("M=%d: %s gave wrong results; not written", M, c["config"])
+
+    result = {
+        "inputs": inputs,
+        "M": M,
+        "measured": len(records),  # trials in the study when this was made
+        "rounds": rounds,
+        "entry": entry,
+        "candidates": candidates,
+        "default": {"config": default, **timing(default)},
+        "file": {**file_entry, **timing(file_entry["runs_as"])} if file_entry else None,
+        "skipped": skipped,
+        "first_pass_drift": drift,
+        "seconds": time.perf_counter() - start,
+    }
+    study.set_user_attr(CONSOLIDATION, result)
+    if entry is not None:
+        _log_bucket(result)  # once, when settled (a later lookup returns the stored result)
+    return result
+
+
+def _retime_finalists(bench: Benchmarker, records: list[Record], chosen: list[Record],
+                      baselines: list[Config], M: int, block_shape: Optional[tuple[int, int]],
+                      n: int, rounds: int) -> tuple[list[Record], dict[tuple, dict], float]:
+    """Re-time the finalists with the baselines; if their re-timings show that their first passes
+    read fast (the first measurements of a process did, by up to 5% on an H200), pick the
+    finalists again with the tie band widened by that drift and re-time them all together.
+
+    Returns the finalists, the timings by config key, and the drift (median re-timed over first
+    pass of the first finalists; 1.0 when none could be compared).
+    """
+    def timings(finalists: list[Record]) -> dict[tuple, dict]:
+        contenders = unique_configs([r.config for r in finalists] + baselines)
+        return dict(zip(map(SearchSpace.key, contenders), retime(bench, contenders, M, rounds)))
+
+    timed = timings(chosen)
+    ratios = [timed[SearchSpace.key(r.config)]["us"] / r.us for r in chosen
+              if timed[SearchSpace.key(r.config)]["us"] and r.us]
+    drift = statistics.median(ratios) if ratios else 1.0
+    if drift > 1 + FINALIST_TIE:
+        wider, _ = pick_finalists(records, M, block_shape, n, tie=drift - 1 + FINALIST_TIE)
+        if {r.number for r in wider} - {r.number for r in chosen}:
+            log.info("M=%d: finalists re-timed %.1f%% slower than their first passes; re-timing "
+                     "%d configs within that band", M, 100 * (drift - 1), len(wider))
+            chosen, timed = wider, timings(wider)
+    return chosen, timed, drift
+
+
+def _log_bucket(result: dict) -> None:
+    e, d = result["entry"], result["default"]
+    vs = f"; vLLM default {d['us']:.2f} us" if d["us"] is not None else ""
+    log.info("M=%d: entry %.2f us (%s, re-timed)%s", result["M"], e["us"], e["source"], vs)

@@ -1,0 +1,84 @@
+"""The report's plots (latency.png, speedup.png, trials.png); matplotlib is loaded only here."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+PLOTS = ("latency.png", "speedup.png", "trials.png")
+
+
+# -- plots -----------------------------------------------------------------------------------------
+def draw_plots(data: dict[str, Any], out_dir: Path) -> list[Path]:
+    """latency.png, speedup.png, trials.png. Figure objects without pyplot: no global state, and
+    the Agg canvas, so no display is needed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    buckets = [b for b in data["buckets"] if b["trials"]]
+    Ms = [b["M"] for b in buckets]
+    file = data["compared_with"]
+    paths = [out_dir / name for name in PLOTS]
+
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    series = [("tuned", "tuned_us", "o-"), ("vLLM default", "default_us", "s--")]
+    if file:
+        series.append(("file", "file_us", "^:"))
+    for label, key, style in series:
+        pts = [(b["M"], b[key]) for b in buckets if b.get(key) is not None]
+        if pts:
+            ax.plot(*zip(*pts), style, label=label)
+    ax.set(xscale="log", yscale="log", xlabel="batch size M (tokens)",
+           ylabel="microseconds per MoE call", title=data["config_file"][:-5])
+    ax.title.set_fontsize(8)
+    ax.set_xticks(Ms, [str(m) for m in Ms], fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # no bucket with a time: nothing to label
+        ax.legend()
+    fig.savefig(paths[0], dpi=120)
+
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    keys = [("over vLLM default", "speedup_vs_default")] + (
+        [("over file", "speedup_vs_file")] if file else [])
+    width = 0.8 / len(keys)
+    for i, (label, key) in enumerate(keys):
+        ax.bar([j + i * width for j in range(len(buckets))],
+               [b.get(key) or 0.0 for b in buckets], width, label=label)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    values = [b[k] for _, k in keys for b in buckets if b.get(k)] or [1.0]
+    ax.set_ylim(min(0.9, min(values) - 0.05), max(1.1, max(values) + 0.05))
+    ax.set_xticks([j + width * (len(keys) - 1) / 2 for j in range(len(buckets))],
+                  [str(m) for m in Ms], fontsize=7)
+    ax.set(xlabel="batch size M (tokens)", ylabel="speedup of the written entry")
+    ax.legend()
+    fig.savefig(paths[1], dpi=120)
+
+    cols = min(4, max(1, len(buckets)))
+    rows = max(1, math.ceil(len(buckets) / cols))
+    fig = Figure(figsize=(3 * cols, 2.4 * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    for i, b in enumerate(buckets):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        best, curve = math.inf, []
+        for us in b["history"]:
+            best = min(best, us) if us is not None else best
+            curve.append(best if best < math.inf else None)
+        ax.plot(range(1, len(curve) + 1), [math.nan if c is None else c for c in curve],
+                drawstyle="steps-post", label="best so far")
+        if b.get("default_us") is not None:
+            ax.axhline(b["default_us"], color="gray", linestyle="--", label="vLLM default")
+        ax.set_title(f"M={b['M']}", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are whole numbers
+        ax.tick_params(labelsize=7)
+        ax.ticklabel_format(axis="y", useOffset=False)
+        if i == 0:
+            ax.legend(fontsize=7)
+    fig.supxlabel("trials (measurements)")
+    fig.supylabel("microseconds")
+    fig.savefig(paths[2], dpi=100)
+    return paths
