@@ -8,25 +8,27 @@ from __future__ import annotations
 
 import difflib
 import functools
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from autotune.bench.replay import ReplayBenchmarker
 from autotune.config import MAX_BATCH_SIZE, VLLM_BUCKETS, Config, unknown_keys
+from autotune.consolidate.compare import Comparison, load_comparison
 from autotune.errors import UserError
-from autotune.files.names import config_file_name, device_token
+from autotune.files.names import config_file_name
 from autotune.files.output_paths import check_file, check_folder
 from autotune.problem import vllm_rules
 from autotune.problem.device import DeviceSpec, resolve_device
+from autotune.problem.hf_config import ModelConfig, read_shape_config
 from autotune.problem.shape import MoEShape
 from autotune.problem.space import SearchSpace
 from autotune.problem.vllm_rules import VLLM_VERSION
 from autotune.search.prior import PRIOR_SOURCES, PriorSource, load_prior_sources
 from autotune.search.samplers import PRUNERS, SAMPLERS
 from autotune.search.warm_starts import load_warm_start_file
+from autotune.study.names import StudyName
 from autotune.study.storage import (
     check_url,
     default_storage_url,
@@ -52,9 +54,9 @@ class Plan:
     buckets: list[int]
     storage: str
     output_path: Path
-    replay: Any = None  # the loaded ReplayBenchmarker, when benchmark_kind == "replay"
-    comparison: Any = None  # the consolidate.Comparison of compare_with=, if given
-    model_config: Any = None  # the hf_config.ModelConfig the shape was read from (shape=hf)
+    replay: Optional[ReplayBenchmarker] = None  # its tables loaded (benchmark_kind == "replay")
+    comparison: Optional[Comparison] = None  # the file of compare_with=, if given
+    model_config: Optional[ModelConfig] = None  # the config the shape was read from (shape=hf)
 
     @functools.cached_property
     def prior_sources(self) -> list[PriorSource]:
@@ -66,15 +68,13 @@ class Plan:
         """The report goes next to the config file: `<file name without .json>.report/`."""
         return self.output_path.with_name(self.output_path.stem + ".report")
 
+    def study(self, M: int) -> StudyName:
+        return StudyName.of(self.device.name, self.shape, self.space, self.benchmark_kind,
+                            self.benchmark_identity, M)
+
     def study_name(self, M: int) -> str:
         """Everything that changes the answer: device, shape, space, benchmark (incl. kernel), M."""
-        s = self.shape
-        block = f",block={s.block_shape[0]}x{s.block_shape[1]}" if s.block_shape else ""
-        bench = json.dumps(self.benchmark_identity, sort_keys=True)
-        bench_hash = hashlib.sha1(bench.encode()).hexdigest()[:8]
-        return (f"{device_token(self.device.name)}/E={s.E},N={s.N},K={s.K},topk={s.topk},"
-                f"{s.dtype}{block}/{self.space.name}-{self.space.fingerprint()}/"
-                f"{self.benchmark_kind}-{bench_hash}/M={M}")
+        return str(self.study(M))
 
     def storage_note(self) -> str:
         """The file a relative sqlite:/// or journal: URL opens (sqlite:///tmp/x is ./tmp/x)."""
@@ -145,16 +145,44 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     probe_gpu=False skips checking that the configured GPU is the one present (dry runs).
     """
     _check_known_keys(cfg)
-    shape_cfg, model_config = cfg.shape, None
-    _check_choice("shape.source", cfg.shape.source, ("preset", "hf"))
-    if cfg.shape.source == "hf":
-        from autotune.problem.hf_config import read_shape_config
-
-        shape_cfg, model_config = read_shape_config(cfg.shape)
-    shape = MoEShape.from_config(shape_cfg)
+    shape, model_config = _shape(cfg)
     kind = _benchmark_kind(cfg)
     device = resolve_device(cfg.device, need_gpu=(kind == "gpu"), probe=probe_gpu)
     space = SearchSpace.from_config(cfg.search_space, shape, device.shared_memory_per_block)
+    _check_settings(cfg, kind)
+    # Named input files are read now, so a missing or broken one stops the run before it measures.
+    if cfg.sampler.warm_start_file:
+        load_warm_start_file(cfg.sampler.warm_start_file)
+    comparison = None
+    if cfg.compare_with:
+        comparison = load_comparison(cfg.compare_with, shape, device.name)
+    replay, identity, buckets = _benchmark(cfg, kind, shape, device)
+    storage = cfg.storage or default_storage_url(Path("outputs"))
+    check_url(storage)
+    if storage_file(storage) is not None:  # read-only and full disks: open_storage says more
+        check_file(f"storage={storage}", storage_file(storage), writable=False)
+    name = config_file_name(shape.E, shape.N, device.name, shape.dtype, shape.block_shape)
+    plan = Plan(cfg=cfg, shape=shape, device=device, space=space, benchmark_kind=kind,
+                benchmark_identity=identity, buckets=buckets, storage=storage,
+                output_path=Path(cfg.output_dir) / name, replay=replay, comparison=comparison,
+                model_config=model_config)
+    if cfg.sampler.prior_files is not None:
+        plan.prior_sources  # noqa: B018 - read (and kept) now: a broken file is refused here
+    _check_outputs(plan)
+    return plan
+
+
+def _shape(cfg: Config):
+    """The layer's shape, and the model config it was read from (shape=hf) or None."""
+    shape_cfg, model_config = cfg.shape, None
+    _check_choice("shape.source", cfg.shape.source, ("preset", "hf"))
+    if cfg.shape.source == "hf":
+        shape_cfg, model_config = read_shape_config(cfg.shape)
+    return MoEShape.from_config(shape_cfg), model_config
+
+
+def _check_settings(cfg: Config, kind: str) -> None:
+    """The choices and counts of the config, refused one at a time with the fix."""
     _check_choice("sampler.name", cfg.sampler.name, SAMPLERS)
     _check_choice("sampler.prior_source", cfg.sampler.prior_source, PRIOR_SOURCES)
     _check_choice("pruner.name", cfg.pruner.name, PRUNERS)
@@ -172,19 +200,13 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
         _check_positive("patience", cfg.patience)
     _check_positive("finalists", cfg.finalists)
     _check_positive("retime_rounds", cfg.retime_rounds)
-    # Named input files are read now, so a missing or broken one stops the run before it measures.
-    if cfg.sampler.warm_start_file:
-        load_warm_start_file(cfg.sampler.warm_start_file)
-    comparison = None
-    if cfg.compare_with:
-        from autotune.consolidate.compare import load_comparison
 
-        comparison = load_comparison(cfg.compare_with, shape, device.name)
 
+def _benchmark(cfg: Config, kind: str, shape: MoEShape, device: DeviceSpec):
+    """The replay benchmarker (replay only: its tables are loaded here), the benchmark's
+    identity, and the buckets."""
     replay = None
     if kind == "replay":
-        from autotune.bench.replay import ReplayBenchmarker
-
         replay = ReplayBenchmarker(_table_patterns(cfg.benchmark.tables), shape, device.name)
         identity = replay.identity()
         default_buckets = replay.default_buckets()
@@ -197,20 +219,7 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
         if missing:
             raise UserError(f"buckets {missing} have no recorded table; recorded: "
                             f"{sorted(replay.tables)}")
-
-    storage = cfg.storage or default_storage_url(Path("outputs"))
-    check_url(storage)
-    if storage_file(storage) is not None:  # read-only and full disks: open_storage says more
-        check_file(f"storage={storage}", storage_file(storage), writable=False)
-    name = config_file_name(shape.E, shape.N, device.name, shape.dtype, shape.block_shape)
-    plan = Plan(cfg=cfg, shape=shape, device=device, space=space, benchmark_kind=kind,
-                benchmark_identity=identity, buckets=buckets, storage=storage,
-                output_path=Path(cfg.output_dir) / name, replay=replay, comparison=comparison,
-                model_config=model_config)
-    if cfg.sampler.prior_files is not None:
-        plan.prior_sources  # noqa: B018 - read (and kept) now: a broken file is refused here
-    _check_outputs(plan)
-    return plan
+    return replay, identity, buckets
 
 
 def _check_outputs(plan: Plan) -> None:

@@ -118,3 +118,16 @@ def test_each_module_imports_alone():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
 
+
+
+def test_no_function_is_longer_than_sixty_lines_outside_the_kernel():
+    long = []
+    for name, path in modules().items():
+        if layer(name) == "kernel":
+            continue  # the Triton kernel and its launch stay as vLLM writes them
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{name}.{node.name}: {lines} lines")
+    assert not long, "\n".join(long)

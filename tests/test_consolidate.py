@@ -10,8 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from autotune.consolidate.finalists import CONSOLIDATION, pick_finalists
-from autotune.consolidate.midpoints import MIDPOINT
+from autotune.consolidate.finalists import pick_finalists
 from autotune.consolidate.retime import retime
 from autotune.errors import UserError
 from autotune.files.check import check_entry, check_file
@@ -20,7 +19,7 @@ from autotune.plan import build_plan
 from autotune.problem import vllm_rules
 from autotune.problem.space import SearchSpace
 from autotune.run.tune import tune
-from autotune.study.records import Record, read_records
+from autotune.study.records import Record, StudyAttr, read_records
 from tests.conftest import GRIDS, VLLM_CONFIGS, compose, replay_args
 
 FILE = "E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
@@ -130,7 +129,7 @@ def test_entries_are_the_fastest_retimed_finalist_or_vllms_default(tmp_path):
     retimed = [(M, k) for M in studies(plan)
                for k in [k for m, k in bench.measured if m == M][6:]]
     for M, study in studies(plan).items():
-        cons = study.user_attrs[CONSOLIDATION]
+        cons = study.user_attrs[StudyAttr.CONSOLIDATION]
         times = table(M)
         default = vllm_rules.default_config(M, 256, "fp8_w8a8", BLOCK)
         finalists = [r.config for r in pick_finalists(read_records(study), M, BLOCK, 3)[0]]
@@ -161,7 +160,7 @@ def test_a_config_with_wrong_results_is_never_written(tmp_path):
     plan = plan_for(tmp_path, "trials=10", "buckets=[16]", "retime_rounds=2")
     bench = Recording(plan.replay, wrong=[SearchSpace.key(first)])
     result = tune(plan, bench=bench)
-    cons = studies(plan)[16].user_attrs[CONSOLIDATION]
+    cons = studies(plan)[16].user_attrs[StudyAttr.CONSOLIDATION]
     assert result.entries[16] != first
     assert bench.verified[0] == (16, SearchSpace.key(first))
     rejected = [c for c in cons["candidates"] if c.get("verified") is False]
@@ -214,7 +213,7 @@ def test_midpoint_check_reports_where_the_neighbours_entry_is_faster(tmp_path):
                  for a in replay_args(tmp_path, "trials=6", "buckets=[1,64]", "retime_rounds=2")]
     plan = build_plan(compose(*overrides))
     result = tune(plan, bench=Recording(plan.replay))
-    check = studies(plan)[1].user_attrs[MIDPOINT]
+    check = studies(plan)[1].user_attrs[StudyAttr.MIDPOINT]
     at32 = table(16)
     served, neighbour = (at32[SearchSpace.key(result.entries[M])] for M in (1, 64))
     assert (check["M"], check["served_by"], check["neighbour"]) == (32, 1, 64)
@@ -227,7 +226,7 @@ def test_midpoint_check_reports_where_the_neighbours_entry_is_faster(tmp_path):
 def test_midpoints_without_a_table_are_not_available_in_replay(tmp_path):
     plan = plan_for(tmp_path, "trials=4", "buckets=[1,16]")
     tune(plan, bench=Recording(plan.replay))
-    check = studies(plan)[1].user_attrs[MIDPOINT]
+    check = studies(plan)[1].user_attrs[StudyAttr.MIDPOINT]
     assert check["M"] == 8 and check["neighbour_better"] is None
     assert check["served"] == {"us": None, "reason": "no recorded table at M=8"}
 
@@ -262,7 +261,7 @@ def test_finalists_whose_first_pass_read_fast_widen_the_band_by_that_drift(tmp_p
     plan = plan_for(tmp_path, "trials=16", "patience=null", f"buckets=[{M}]", "retime_rounds=1")
     bench = FastStart(plan.replay)
     result = tune(plan, bench=bench)
-    cons = studies(plan)[M].user_attrs[CONSOLIDATION]
+    cons = studies(plan)[M].user_attrs[StudyAttr.CONSOLIDATION]
     times = table(M)
     measured = [k for m, k in bench.measured[:16] if times.get(k) is not None]
     early_best = min(times[k] for k in measured[:3])

@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from autotune.bench import open_benchmarker
+from autotune.bench.gpu import open_gpu_benchmarker
 from autotune.plan import build_plan
 from tests.conftest import compose
+from tests.gpu_faults import faulting_timer
 
 pytestmark = [
     pytest.mark.gpu,
@@ -72,9 +74,8 @@ def test_hot_l2_reuses_one_set_of_weights():
         bench.close()
 
 
-def test_a_faulting_config_is_infeasible_and_the_next_one_is_measured(monkeypatch):
-    monkeypatch.setenv("AUTOTUNE_TEST_FAULT", "BLOCK_SIZE_M=32")
-    bench = open_benchmarker(gpu_plan())
+def test_a_faulting_config_is_infeasible_and_the_next_one_is_measured():
+    bench = open_gpu_benchmarker(gpu_plan(), timer=faulting_timer({"BLOCK_SIZE_M": 32}))
     try:
         bad = bench.measure({**CONFIG, "BLOCK_SIZE_M": 32}, 16)
         assert not bad.ok and bad.infeasible.startswith("fault")

@@ -10,31 +10,12 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from autotune.bench.compile import CompilePool
-from autotune.bench.protocol import Measurement
+from autotune.bench.protocol import BenchStats, Measurement
 from autotune.bench.timing import TimerSpec, make_gpu_timer
 from autotune.bench.worker import MeasuringWorker, WorkerDied
-
-
-@dataclass
-class BenchStats:
-    measurements: int = 0
-    infeasible: int = 0
-    measure_seconds: float = 0.0  # wall time the measuring worker spent on measurements
-    compile_wait_seconds: float = 0.0  # time measurements waited for the compiler (GPU idle)
-    compile_seconds: float = 0.0  # compile time summed over the pool's workers
-    compiled: int = 0
-    compile_errors: int = 0  # configs the pool could not compile (the worker tried again)
-    worker_restarts: int = 0
-    faults: tuple[str, ...] = ()
-
-    @property
-    def idle_share(self) -> float:
-        busy = self.measure_seconds + self.compile_wait_seconds
-        return self.compile_wait_seconds / busy if busy else 0.0
 
 
 class WorkerBenchmarker:
@@ -120,27 +101,22 @@ class WorkerBenchmarker:
             return {"error": str(exc)}
 
 
-def timer_spec(plan, *, fault_config: Optional[dict] = None) -> TimerSpec:
+def timer_spec(plan) -> TimerSpec:
     s, b = plan.shape, plan.cfg.benchmark
     l2 = plan.device.l2_cache_mb
     return TimerSpec(E=s.E, N=s.N, K=s.K, topk=s.topk, dtype=s.dtype, block_shape=s.block_shape,
                      calls_per_graph=b.calls_per_graph, warmup_replays=b.warmup_replays,
                      replays=b.replays, l2=b.l2, routing=b.routing, routing_skew=b.routing_skew,
                      seed=b.seed, l2_cache_bytes=int((l2 or 50) * 2**20), swap_ab=b.swap_ab,
-                     capability=plan.device.compute_capability, fault_config=fault_config)
+                     capability=plan.device.compute_capability)
 
 
-def _fault_config() -> Optional[dict]:
-    """Test-only: AUTOTUNE_TEST_FAULT='BLOCK_SIZE_M=64,BLOCK_SIZE_N=32' makes that config fault."""
-    text = os.environ.get("AUTOTUNE_TEST_FAULT")
-    if not text:
-        return None
-    return {k.strip(): int(v) for k, v in (part.split("=") for part in text.split(","))}
-
-
-def open_gpu_benchmarker(plan) -> WorkerBenchmarker:
+def open_gpu_benchmarker(plan, timer: Callable[[TimerSpec], Any] = make_gpu_timer
+                         ) -> WorkerBenchmarker:
+    """timer: what the measuring worker builds to time configs (a picklable factory; tests give
+    one whose kernel faults on purpose)."""
     b = plan.cfg.benchmark
-    spec = timer_spec(plan, fault_config=_fault_config())
+    spec = timer_spec(plan)
     workers = b.compile_workers if b.compile_workers >= 0 else max(1, (os.cpu_count() or 2) - 2)
-    worker = MeasuringWorker(make_gpu_timer, spec, timeout_s=b.measure_timeout_s)
+    worker = MeasuringWorker(timer, spec, timeout_s=b.measure_timeout_s)
     return WorkerBenchmarker(worker, plan.benchmark_identity, CompilePool(spec, workers))

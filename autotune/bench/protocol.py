@@ -75,6 +75,40 @@ class Screening(Protocol):
         ...
 
 
+@dataclass
+class BenchStats:
+    """What a benchmarker with a measuring worker did (the run's summary line)."""
+
+    measurements: int = 0
+    infeasible: int = 0
+    measure_seconds: float = 0.0  # wall time the measuring worker spent on measurements
+    compile_wait_seconds: float = 0.0  # time measurements waited for the compiler (GPU idle)
+    compile_seconds: float = 0.0  # compile time summed over the pool's workers
+    compiled: int = 0
+    compile_errors: int = 0  # configs the pool could not compile (the worker tried again)
+    worker_restarts: int = 0
+    faults: tuple[str, ...] = ()
+
+    @property
+    def idle_share(self) -> float:
+        busy = self.measure_seconds + self.compile_wait_seconds
+        return self.compile_wait_seconds / busy if busy else 0.0
+
+
+@runtime_checkable
+class Reporting(Protocol):
+    """Optional: a benchmarker that accounts for its time and says what it ran on.
+
+    `stats()` feeds the run's summary line; `environment` (versions, clocks; empty until the
+    first measurement) goes into the grid tables a `sampler=grid` run records.
+    """
+
+    environment: Mapping[str, Any]
+
+    def stats(self) -> BenchStats:
+        ...
+
+
 @runtime_checkable
 class Speculating(Protocol):
     """Optional: a benchmarker that can compile, in spare time, configs that may be asked later.

@@ -60,7 +60,6 @@ class TimerSpec:
     swap_ab: str = "auto"  # auto: as vLLM runs the config on this GPU | on | off
     capability: Optional[tuple[int, int]] = None  # the GPU's compute capability; None: no GPU
     min_layers: int = 4  # layers mode: at least this many layers (routings averaged over)
-    fault_config: Optional[dict] = None  # test-only: this config faults on purpose
 
 
 def runtime_config(config: dict, spec: TimerSpec) -> dict:
@@ -178,15 +177,17 @@ class GpuTimer:
             return s.calls_per_graph
         return copies * math.ceil(s.calls_per_graph / copies)
 
-    def measure(self, config: dict, M: int) -> dict:
+    def moe_plan(self, config: dict, inputs):
+        """The kernel's launch plan for a config (a test variant plants a fault in it)."""
         from autotune.kernel import MoEPlan
 
+        return MoEPlan.create(inputs, runtime_config(config, self.spec))
+
+    def measure(self, config: dict, M: int) -> dict:
         torch, s = self.torch, self.spec
         copies = self.problem.inputs(M, self.copies_for(M))
         calls = self.calls_for(len(copies))
-        plan = MoEPlan.create(copies[0], runtime_config(config, s))
-        if s.fault_config and all(config.get(k) == v for k, v in s.fault_config.items()):
-            _plant_fault(plan)
+        plan = self.moe_plan(config, copies[0])
         # Eager calls first: compile or load the kernels, and surface launch errors outside a
         # graph capture.
         for inputs in copies:
@@ -288,18 +289,3 @@ def gpu_environment() -> dict:
     return env
 
 
-def _plant_fault(plan) -> None:
-    """Test-only: point every row block at a far-away expert, so GEMM1 reads an illegal address."""
-    import dataclasses
-
-    import torch
-
-    align = plan.align
-
-    def faulty_align():
-        routing = align()
-        bad = torch.full_like(routing.expert_ids, 2**30)
-        plan.routing = dataclasses.replace(routing, expert_ids=bad)
-        return plan.routing
-
-    plan.align = faulty_align

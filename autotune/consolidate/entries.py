@@ -32,8 +32,8 @@ def consolidate(storage: optuna.storages.BaseStorage, study_names: dict[int, str
     for M, study in sorted(studies.items()):
         result = consolidate_bucket(study, M, shape, bench, finalists=finalists, rounds=rounds,
                                     comparison=comparison)
-        if result and result["entry"]:
-            entries[M] = vllm_rules.kernel_config(result["entry"]["config"])
+        if result and result.entry:
+            entries[M] = vllm_rules.kernel_config(result.entry["config"])
     for r in check_midpoints(studies, entries, bench, rounds):
         if r["neighbour_better"]:
             log.warning("M=%d (served by the entry of %d): the entry of %d is faster, %.2f vs "

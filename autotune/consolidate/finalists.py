@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from typing import Iterable, Optional
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Iterable, Optional
 
 import optuna
 
@@ -29,12 +30,36 @@ from autotune.files.check import check_entry
 from autotune.problem import vllm_rules
 from autotune.problem.shape import MoEShape
 from autotune.problem.space import Config, SearchSpace
-from autotune.study.records import Record, read_records
+from autotune.study.records import Record, StudyAttr, read_records
 
 log = logging.getLogger(__name__)
 
-# Study user attributes written here (and read by the report).
-CONSOLIDATION = "consolidation"
+
+@dataclass
+class Consolidation:
+    """A bucket's entry and everything learnt choosing it, as stored in its study (a plain dict
+    there: StudyAttr.CONSOLIDATION)."""
+
+    inputs: dict[str, Any]  # what it was made from: a later lookup reuses it only for the same
+    M: int
+    measured: int  # trials in the study when this was made
+    rounds: int
+    entry: Optional[dict[str, Any]]  # the candidate written (None: none ran and passed)
+    candidates: list[dict[str, Any]]  # each with source, trial, config, us, spread, verified
+    default: dict[str, Any]  # vLLM's default config and its re-timing
+    file: Optional[dict[str, Any]]  # the compared file's entry and its re-timing (compare_with=)
+    skipped: list[Any]  # first-pass best configs not re-timed, and why
+    first_pass_drift: float
+    seconds: float
+
+    @classmethod
+    def stored(cls, study: optuna.Study) -> Optional["Consolidation"]:
+        data = study.user_attrs.get(StudyAttr.CONSOLIDATION)
+        return cls(**{f.name: data.get(f.name) for f in fields(cls)}) if data else None
+
+    def store(self, study: optuna.Study) -> None:
+        study.set_user_attr(StudyAttr.CONSOLIDATION, asdict(self))
+
 
 # First passes this close to the best one (or within twice its spread) are ties: those configs
 # are re-timed as finalists too.
@@ -70,7 +95,7 @@ def pick_finalists(records: Iterable[Record], M: int, block_shape: Optional[tupl
 
 def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, bench: Optional[Benchmarker],
                        *, finalists: int, rounds: int,
-                       comparison: Optional[Comparison]) -> Optional[dict]:
+                       comparison: Optional[Comparison]) -> Optional[Consolidation]:
     """The bucket's entry and everything learnt choosing it, stored in the study.
 
     bench=None only looks the result up: the stored one if it was made from the same finalists,
@@ -82,8 +107,8 @@ def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, bench: Opti
     file_entry = comparison.entry_for(M, shape.block_shape) if comparison else None
     inputs = {"finalists": [[r.number, r.config] for r in chosen], "default": default,
               "file": file_entry, "rounds": rounds}
-    stored = study.user_attrs.get(CONSOLIDATION)
-    if stored and stored.get("inputs") == inputs:
+    stored = Consolidation.stored(study)
+    if stored and stored.inputs == inputs:
         return stored
     if bench is None:
         return None
@@ -117,20 +142,12 @@ def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, bench: Opti
             break
         log.warning("M=%d: %s gave wrong results; not written", M, c["config"])
 
-    result = {
-        "inputs": inputs,
-        "M": M,
-        "measured": len(records),  # trials in the study when this was made
-        "rounds": rounds,
-        "entry": entry,
-        "candidates": candidates,
-        "default": {"config": default, **timing(default)},
-        "file": {**file_entry, **timing(file_entry["runs_as"])} if file_entry else None,
-        "skipped": skipped,
-        "first_pass_drift": drift,
-        "seconds": time.perf_counter() - start,
-    }
-    study.set_user_attr(CONSOLIDATION, result)
+    result = Consolidation(
+        inputs=inputs, M=M, measured=len(records), rounds=rounds, entry=entry,
+        candidates=candidates, default={"config": default, **timing(default)},
+        file={**file_entry, **timing(file_entry["runs_as"])} if file_entry else None,
+        skipped=skipped, first_pass_drift=drift, seconds=time.perf_counter() - start)
+    result.store(study)
     if entry is not None:
         _log_bucket(result)  # once, when settled (a later lookup returns the stored result)
     return result
@@ -163,7 +180,7 @@ def _retime_finalists(bench: Benchmarker, records: list[Record], chosen: list[Re
     return chosen, timed, drift
 
 
-def _log_bucket(result: dict) -> None:
-    e, d = result["entry"], result["default"]
+def _log_bucket(result: Consolidation) -> None:
+    e, d = result.entry, result.default
     vs = f"; vLLM default {d['us']:.2f} us" if d["us"] is not None else ""
-    log.info("M=%d: entry %.2f us (%s, re-timed)%s", result["M"], e["us"], e["source"], vs)
+    log.info("M=%d: entry %.2f us (%s, re-timed)%s", result.M, e["us"], e["source"], vs)

@@ -11,8 +11,7 @@ import optuna
 from autotune.bench.protocol import Benchmarker
 from autotune.consolidate.retime import retime
 from autotune.problem.space import Config, SearchSpace
-
-MIDPOINT = "midpoint"
+from autotune.study.records import StudyAttr
 
 # A neighbour's config must beat the served one by more than this (or the timings' spread) to be
 # reported as better at a midpoint.
@@ -35,7 +34,7 @@ def check_midpoints(studies: dict[int, optuna.Study], entries: dict[int, Config]
         if m == a:  # neighbouring keys: no batch size between them
             continue
         inputs = {"M": m, "served": entries[a], "neighbour": entries[b], "rounds": rounds}
-        stored = studies[a].user_attrs.get(MIDPOINT)
+        stored = studies[a].user_attrs.get(StudyAttr.MIDPOINT)
         if stored and stored.get("inputs") == inputs:
             results.append(stored)
             continue
@@ -49,7 +48,7 @@ def check_midpoints(studies: dict[int, optuna.Study], entries: dict[int, Config]
         result = {"inputs": inputs, "M": m, "served_by": a, "neighbour": b, "served": served,
                   "neighbour_timing": neighbour, "neighbour_better": _better(served, neighbour),
                   "seconds": time.perf_counter() - start}
-        studies[a].set_user_attr(MIDPOINT, result)
+        studies[a].set_user_attr(StudyAttr.MIDPOINT, result)
         results.append(result)
     return results
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Optional
 
 from autotune.errors import UserError
-from autotune.report.data import bucket_of, collect, runs_in
+from autotune.report.data import collect, runs_in
 from autotune.report.write import write_report
+from autotune.study.names import StudyName
 
 # -- command line ----------------------------------------------------------------------------------
 USAGE = ("usage: python -m autotune.report [storage=URL_OR_FILE] [output_dir=DIR] [study=TEXT]\n"
@@ -67,7 +68,7 @@ def report_storage(storage: str, output_dir: str, study: str = "") -> list[Path]
                         + (f" whose names contain {study!r}" if study else ""))
     reports: dict[str, tuple[str, dict]] = {}
     for prefix, names in sorted(runs.items()):
-        data = collect(opened, sorted(names, key=bucket_of), storage_url=url)
+        data = collect(opened, sorted(names, key=lambda n: StudyName.bucket(n).M), storage_url=url)
         if data["config_file"] in reports:
             raise UserError(f"storage={storage} holds two runs for {data['config_file']}: "
                             f"{reports[data['config_file']][0]} and {prefix}; pick one with "

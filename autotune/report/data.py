@@ -10,13 +10,14 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.consolidate.entries import existing_studies
-from autotune.consolidate.finalists import CONSOLIDATION
-from autotune.consolidate.midpoints import MIDPOINT
+from autotune.consolidate.finalists import Consolidation
 from autotune.errors import UserError
 from autotune.files.names import config_file_name
 from autotune.problem import vllm_rules
 from autotune.problem.space import SearchSpace
 from autotune.problem.vllm_rules import CONFIG_KEYS
+from autotune.study.names import StudyName
+from autotune.study.records import StudyAttr, TrialAttr
 
 FORMAT = "autotune-report/1"
 
@@ -25,13 +26,13 @@ FORMAT = "autotune-report/1"
 def collect(storage: optuna.storages.BaseStorage, study_names: list[str],
             storage_url: str = "") -> dict[str, Any]:
     """The report's data, from the studies of one run (one study per bucket)."""
-    buckets_by_name = {bucket_of(name): name for name in study_names}
+    buckets_by_name = {StudyName.bucket(name).M: name for name in study_names}
     studies = existing_studies(storage, buckets_by_name)
     if not studies:
         raise UserError(f"storage {storage_url or ''} holds none of the studies "
                         f"{study_names[0]} ...; nothing to report")
     attrs = next(iter(studies.values())).user_attrs
-    shape, device = attrs.get("shape", {}), attrs.get("device", "")
+    shape, device = attrs.get(StudyAttr.SHAPE, {}), attrs.get(StudyAttr.DEVICE, "")
     block = tuple(shape["block_shape"]) if shape.get("block_shape") else None
     buckets = [_bucket(M, buckets_by_name[M], studies.get(M), shape)
                for M in sorted(buckets_by_name)]
@@ -43,10 +44,10 @@ def collect(storage: optuna.storages.BaseStorage, study_names: list[str],
         "config_file": config_file_name(shape["E"], shape["N"], device, shape["dtype"], block),
         "shape": shape,
         "device": device,
-        "search_space": attrs.get("search_space", {}).get("name"),
-        "benchmark": attrs.get("benchmark", {}),
+        "search_space": attrs.get(StudyAttr.SEARCH_SPACE, {}).get("name"),
+        "benchmark": attrs.get(StudyAttr.BENCHMARK, {}),
         "storage": storage_url,
-        "studies": study_names[0].rsplit("/M=", 1)[0] + "/M=*",
+        "studies": StudyName.bucket(study_names[0]).pattern(),
         "compared_with": compared,
         "buckets": buckets,
         "midpoints": midpoints,
@@ -54,29 +55,25 @@ def collect(storage: optuna.storages.BaseStorage, study_names: list[str],
     }
 
 
-def bucket_of(study_name: str) -> int:
-    return int(study_name.rsplit("/M=", 1)[1])
-
-
 def _bucket(M: int, name: str, study: Optional[optuna.Study], shape: dict) -> dict[str, Any]:
     if study is None:
         return {"M": M, "study": name, "entry": None, "status": "not tuned", "trials": 0,
                 "pruned": 0, "infeasible": 0, "excluded": 0, "seconds": 0.0, "history": []}
     trials = study.get_trials(deepcopy=False)
-    measured = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get("measured")]
-    history = [t.user_attrs.get("us") for t in measured]
+    measured = [t for t in trials if t.state == TrialState.COMPLETE and t.user_attrs.get(TrialAttr.MEASURED)]
+    history = [t.user_attrs.get(TrialAttr.US) for t in measured]
     out: dict[str, Any] = {
         "M": M, "study": name,
         "trials": len(measured),
         "pruned": sum(1 for t in trials if t.state == TrialState.PRUNED),
         "infeasible": sum(1 for us in history if us is None),
-        "excluded": sum(1 for t in trials if "excluded" in t.user_attrs),
+        "excluded": sum(1 for t in trials if TrialAttr.EXCLUDED in t.user_attrs),
         "history": history,
     }
-    kind = study.user_attrs.get("benchmark", {}).get("kind", "benchmark")
-    cons = study.user_attrs.get(CONSOLIDATION)
+    kind = study.user_attrs.get(StudyAttr.BENCHMARK, {}).get("kind", "benchmark")
+    cons = Consolidation.stored(study)
     extra_seconds = sum(study.user_attrs.get(k, {}).get("seconds", 0.0)
-                        for k in (CONSOLIDATION, MIDPOINT))
+                        for k in (StudyAttr.CONSOLIDATION, StudyAttr.MIDPOINT))
     out["seconds"] = _busy_seconds(trials) + extra_seconds
     if cons is None:
         out.update(_first_pass(M, measured, shape))
@@ -87,20 +84,20 @@ def _bucket(M: int, name: str, study: Optional[optuna.Study], shape: dict) -> di
     return out
 
 
-def _consolidated(cons: dict, kind: str, measured: int) -> dict[str, Any]:
-    entry, default, file = cons["entry"], cons["default"], cons["file"]
+def _consolidated(cons: Consolidation, kind: str, measured: int) -> dict[str, Any]:
+    entry, default, file = cons.entry, cons.default, cons.file
     out: dict[str, Any] = {
-        "retimed": True, "rounds": cons["rounds"],
+        "retimed": True, "rounds": cons.rounds,
         "entry": entry and {k: entry["config"][k] for k in CONFIG_KEYS},
         "source": entry and entry["source"], "trial": entry and entry["trial"],
         "tuned_us": entry and entry["us"], "tuned_spread": entry and entry["spread"],
         "first_pass_us": entry and entry["first_pass_us"],
         "default_config": default["config"], "default_us": default["us"],
         "default_note": _note(default),
-        "candidates": cons["candidates"], "skipped": cons["skipped"],
+        "candidates": cons.candidates, "skipped": cons.skipped,
     }
     if entry is None:
-        out["status"] = "no config passed" if cons["candidates"] else "no feasible config"
+        out["status"] = "no config passed" if cons.candidates else "no feasible config"
         out["verification"] = "n/a"
     else:
         out["status"] = "written"
@@ -109,28 +106,28 @@ def _consolidated(cons: dict, kind: str, measured: int) -> dict[str, Any]:
     if file is not None:
         out.update(file_name=file["file"], file_key=file["key"], file_config=file["config"],
                    file_runs_as=file["runs_as"], file_us=file["us"], file_note=_note(file))
-    if cons["measured"] != measured:
-        out["note"] = (f"re-timed when the study held {cons['measured']} trials, it now holds "
+    if cons.measured != measured:
+        out["note"] = (f"re-timed when the study held {cons.measured} trials, it now holds "
                        f"{measured}: rerun the same command to re-time")
     return out
 
 
 def _first_pass(M: int, measured: list[FrozenTrial], shape: dict) -> dict[str, Any]:
     """A bucket whose run stopped before re-timing: its study's own numbers, said as such."""
-    ok = [t for t in measured if t.user_attrs.get("us") is not None]
-    best = min(ok, key=lambda t: t.user_attrs["us"]) if ok else None
+    ok = [t for t in measured if t.user_attrs.get(TrialAttr.US) is not None]
+    best = min(ok, key=lambda t: t.user_attrs[TrialAttr.US]) if ok else None
     block = tuple(shape["block_shape"]) if shape.get("block_shape") else None
     default = vllm_rules.default_config(M, shape["E"], shape["dtype"], block)
-    seen = {SearchSpace.key({k: t.user_attrs["config"][k] for k in CONFIG_KEYS}): t
+    seen = {SearchSpace.key({k: t.user_attrs[TrialAttr.CONFIG][k] for k in CONFIG_KEYS}): t
             for t in measured}
     d = seen.get(SearchSpace.key(default))
     return {
         "retimed": False, "entry": None, "status": "not re-timed (not written)",
-        "tuned_us": best.user_attrs["us"] if best else None,
-        "first_pass_us": best.user_attrs["us"] if best else None,
+        "tuned_us": best.user_attrs[TrialAttr.US] if best else None,
+        "first_pass_us": best.user_attrs[TrialAttr.US] if best else None,
         "default_config": default,
-        "default_us": d.user_attrs.get("us") if d else None,
-        "default_note": None if d and d.user_attrs.get("us") else "not measured",
+        "default_us": d.user_attrs.get(TrialAttr.US) if d else None,
+        "default_note": None if d and d.user_attrs.get(TrialAttr.US) else "not measured",
         "verification": "n/a",
         "note": "first-pass timings: the run stopped before its finalists were re-timed",
     }
@@ -164,7 +161,7 @@ def _midpoints(studies: dict[int, optuna.Study], buckets: list[dict]) -> list[di
     written = [b for b in buckets if b.get("entry")]
     out = []
     for a, b in zip(written, written[1:]):
-        r = studies[a["M"]].user_attrs.get(MIDPOINT)
+        r = studies[a["M"]].user_attrs.get(StudyAttr.MIDPOINT)
         if r and r["served_by"] == a["M"] and r["neighbour"] == b["M"] \
                 and r["inputs"]["served"] == a["entry"] and r["inputs"]["neighbour"] == b["entry"]:
             out.append({k: v for k, v in r.items() if k != "inputs"})
@@ -191,7 +188,7 @@ def runs_in(storage: optuna.storages.BaseStorage, text: str = "") -> dict[str, l
     """The storage's autotune runs: study-name prefix -> the study names of its buckets."""
     runs: dict[str, list[str]] = {}
     for s in storage.get_all_studies():
-        prefix, sep, M = s.study_name.rpartition("/M=")
-        if sep and M.isdigit() and "shape" in s.user_attrs and text in s.study_name:
-            runs.setdefault(prefix, []).append(s.study_name)
+        name = StudyName.parse(s.study_name)
+        if name is not None and StudyAttr.SHAPE in s.user_attrs and text in s.study_name:
+            runs.setdefault(name.run, []).append(s.study_name)
     return runs

@@ -21,6 +21,16 @@ def _config(c: Optional[dict]) -> str:
 
 
 def render_markdown(data: dict[str, Any], plots_note: Optional[str] = None) -> str:
+    lines = _header(data) + _entries(data) + _between_buckets(data)
+    lines += ["", "## Plots", ""]
+    lines += ([plots_note] if plots_note else
+              ["![latency per bucket](latency.png)", "", "![speedup per bucket](speedup.png)", "",
+               "![best so far against trials, per bucket](trials.png)"])
+    return "\n".join(lines) + "\n"
+
+
+def _header(data: dict[str, Any]) -> list[str]:
+    """The title, what was tuned and how it was timed, the summary, and the table per bucket."""
     s, bench, summ = data["shape"], data["benchmark"], data["summary"]
     block = f" block [{s['block_shape'][0]},{s['block_shape'][1]}]" if s.get("block_shape") else ""
     file = data["compared_with"]
@@ -65,10 +75,16 @@ def render_markdown(data: dict[str, Any], plots_note: Optional[str] = None) -> s
                 f"{b['infeasible']} | {b['excluded']} | {b['seconds']:.1f} |")
         lines.append(row)
 
-    lines += ["", "## Entries", "",
-              "| M | entry | from | first pass (us) | spread |" + (" file entry (runs as) |"
-                                                                   if file else ""),
-              "|---:|---|---|---:|---:|" + ("---|" if file else "")]
+    return lines
+
+
+def _entries(data: dict[str, Any]) -> list[str]:
+    """Each bucket's entry, where it came from, and the notes on buckets."""
+    file = data["compared_with"]
+    lines = ["", "## Entries", "",
+             "| M | entry | from | first pass (us) | spread |" + (" file entry (runs as) |"
+                                                                  if file else ""),
+             "|---:|---|---|---:|---:|" + ("---|" if file else "")]
     for b in data["buckets"]:
         source = {"tuned": f"trial {b.get('trial')}", "vllm_default": "vLLM default"}.get(
             b.get("source") or "", b.get("status", ""))
@@ -86,11 +102,15 @@ def render_markdown(data: dict[str, Any], plots_note: Optional[str] = None) -> s
               for b in data["buckets"] for sk in b.get("skipped", [])]
     if notes:
         lines += ["", *notes]
+    return lines
 
-    lines += ["", "## Between buckets", "",
-              "vLLM serves M tokens with the entry of the nearest key (the smaller on a tie); at "
-              "the batch size halfway between two keys, the lower key's entry is timed against "
-              "the upper key's.", ""]
+
+def _between_buckets(data: dict[str, Any]) -> list[str]:
+    """The midpoint checks: at the batch size between two keys, the neighbour's entry timed."""
+    lines = ["", "## Between buckets", "",
+             "vLLM serves M tokens with the entry of the nearest key (the smaller on a tie); at "
+             "the batch size halfway between two keys, the lower key's entry is timed against "
+             "the upper key's.", ""]
     if data["midpoints"]:
         lines += ["| M | served by entry of | us | entry of | us | finding |",
                   "|---:|---:|---:|---:|---:|---|"]
@@ -101,11 +121,7 @@ def render_markdown(data: dict[str, Any], plots_note: Optional[str] = None) -> s
                          f" | {_midpoint_finding(m)} |")
     else:
         lines.append("No midpoint was checked.")
-    lines += ["", "## Plots", ""]
-    lines += ([plots_note] if plots_note else
-              ["![latency per bucket](latency.png)", "", "![speedup per bucket](speedup.png)", "",
-               "![best so far against trials, per bucket](trials.png)"])
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 _L2_MODES = {

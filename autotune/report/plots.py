@@ -13,20 +13,30 @@ PLOTS = ("latency.png", "speedup.png", "trials.png")
 def draw_plots(data: dict[str, Any], out_dir: Path) -> list[Path]:
     """latency.png, speedup.png, trials.png. Figure objects without pyplot: no global state, and
     the Agg canvas, so no display is needed."""
+    buckets = [b for b in data["buckets"] if b["trials"]]
+    paths = [out_dir / name for name in PLOTS]
+    _latency(data, buckets).savefig(paths[0], dpi=120)
+    _speedup(data, buckets).savefig(paths[1], dpi=120)
+    _trials(buckets).savefig(paths[2], dpi=100)
+    return paths
+
+
+def _figure(**kwargs):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
 
-    buckets = [b for b in data["buckets"] if b["trials"]]
-    Ms = [b["M"] for b in buckets]
-    file = data["compared_with"]
-    paths = [out_dir / name for name in PLOTS]
-
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    fig = Figure(layout="constrained", **kwargs)
     FigureCanvasAgg(fig)
+    return fig
+
+
+def _latency(data: dict[str, Any], buckets: list[dict]):
+    """Each bucket's re-timed entry, vLLM's default and the compared file, against M."""
+    Ms = [b["M"] for b in buckets]
+    fig = _figure(figsize=(8, 4.5))
     ax = fig.add_subplot()
     series = [("tuned", "tuned_us", "o-"), ("vLLM default", "default_us", "s--")]
-    if file:
+    if data["compared_with"]:
         series.append(("file", "file_us", "^:"))
     for label, key, style in series:
         pts = [(b["M"], b[key]) for b in buckets if b.get(key) is not None]
@@ -38,13 +48,16 @@ def draw_plots(data: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.set_xticks(Ms, [str(m) for m in Ms], fontsize=7)
     if ax.get_legend_handles_labels()[0]:  # no bucket with a time: nothing to label
         ax.legend()
-    fig.savefig(paths[0], dpi=120)
+    return fig
 
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
-    FigureCanvasAgg(fig)
+
+def _speedup(data: dict[str, Any], buckets: list[dict]):
+    """The written entry's speedup over vLLM's default (and the compared file), per bucket."""
+    Ms = [b["M"] for b in buckets]
+    fig = _figure(figsize=(8, 4.5))
     ax = fig.add_subplot()
     keys = [("over vLLM default", "speedup_vs_default")] + (
-        [("over file", "speedup_vs_file")] if file else [])
+        [("over file", "speedup_vs_file")] if data["compared_with"] else [])
     width = 0.8 / len(keys)
     for i, (label, key) in enumerate(keys):
         ax.bar([j + i * width for j in range(len(buckets))],
@@ -56,12 +69,16 @@ def draw_plots(data: dict[str, Any], out_dir: Path) -> list[Path]:
                   [str(m) for m in Ms], fontsize=7)
     ax.set(xlabel="batch size M (tokens)", ylabel="speedup of the written entry")
     ax.legend()
-    fig.savefig(paths[1], dpi=120)
+    return fig
+
+
+def _trials(buckets: list[dict]):
+    """The best time so far against the trials, one panel per bucket."""
+    from matplotlib.ticker import MaxNLocator
 
     cols = min(4, max(1, len(buckets)))
     rows = max(1, math.ceil(len(buckets) / cols))
-    fig = Figure(figsize=(3 * cols, 2.4 * rows), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = _figure(figsize=(3 * cols, 2.4 * rows))
     for i, b in enumerate(buckets):
         ax = fig.add_subplot(rows, cols, i + 1)
         best, curve = math.inf, []
@@ -80,5 +97,4 @@ def draw_plots(data: dict[str, Any], out_dir: Path) -> list[Path]:
             ax.legend(fontsize=7)
     fig.supxlabel("trials (measurements)")
     fig.supylabel("microseconds")
-    fig.savefig(paths[2], dpi=100)
-    return paths
+    return fig

@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autotune.bench import Benchmarker
-from autotune.bench.protocol import Speculating
+from autotune.bench.protocol import Reporting, Speculating
 from autotune.consolidate.entries import consolidate
 from autotune.files.grid_table import write_grid_table
 from autotune.plan import Plan
@@ -26,7 +26,15 @@ from autotune.search.prior import PriorWeights, bucket_prior
 from autotune.search.samplers import make_pruner, make_sampler
 from autotune.search.warm_starts import first_trials
 from autotune.study.liveness import is_mine
-from autotune.study.records import SHARED, BucketOutcome, Record, read_records
+from autotune.study.names import StudyName
+from autotune.study.records import (
+    BucketOutcome,
+    Record,
+    StopReason,
+    StudyAttr,
+    TrialAttr,
+    read_records,
+)
 from autotune.study.tuner import BucketTuner, open_study
 
 log = logging.getLogger(__name__)
@@ -76,7 +84,7 @@ def work(plan: Plan, storage: optuna.storages.BaseStorage, bench: Benchmarker, *
             outcome = _tune_bucket(plan, storage, bench, studies[M], M, on_measured)
             outcomes[M] = _merge(outcomes.get(M), outcome)
             on_bucket()
-            if outcome.stop_reason != SHARED:
+            if outcome.stop_reason != StopReason.SHARED:
                 pending.remove(M)
                 progressed = True
                 _finish_bucket(plan, storage, bench, outcome)
@@ -100,7 +108,7 @@ def _finish_bucket(plan: Plan, storage, bench: Benchmarker, outcome: BucketOutco
     """A bucket whose budget is spent: its grid table (sampler=grid), then its entry."""
     _log_outcome(outcome)
     if plan.cfg.sampler.name == "grid":
-        environment = getattr(bench, "environment", {}) or {}
+        environment = bench.environment if isinstance(bench, Reporting) else {}
         write_grid_table(plan, outcome, environment, Path(plan.cfg.table_dir))
     # Settle the bucket's entry now (re-timed finalists, stored in its study): a Ctrl-C or kill
     # later keeps it, and workers settle the buckets they finish.
@@ -122,7 +130,7 @@ def abandon_mine(studies) -> None:
         try:
             for study in studies:
                 for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                    if is_mine(t.user_attrs.get("worker")):
+                    if is_mine(t.user_attrs.get(TrialAttr.WORKER)):
                         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
         except Exception as exc:  # the next run fails them as dead anyway
             log.warning("could not mark the trial in flight failed (%s); the next run will", exc)
@@ -162,29 +170,29 @@ def _speculate(plan: Plan, bench: Benchmarker,
 def _warm_starts(plan: Plan, M: int, storage: optuna.storages.BaseStorage):
     """The bucket's first trials (autotune/search/warm_starts.py), with every other bucket of the same
     device, shape, space and benchmark already in the storage (this run's or an earlier one's)."""
-    prefix = plan.study_name(M).rsplit("M=", 1)[0] + "M="
+    run = plan.study(M).run
     tuned = {}
     for name in optuna.get_all_study_names(storage):
-        other = name[len(prefix):]
-        if name.startswith(prefix) and other.isdigit() and int(other) != M:
-            tuned[int(other)] = read_records(optuna.load_study(study_name=name, storage=storage))
+        other = StudyName.parse(name)
+        if other is not None and other.run == run and other.M != M:
+            tuned[other.M] = read_records(optuna.load_study(study_name=name, storage=storage))
     return first_trials(plan.space, plan.device.name, M, plan.cfg.sampler, tuned,
                         prior_files=plan.prior_sources if plan.cfg.sampler.prior_trials > 0 else None)
 
 
 def _describe_study(study: optuna.Study, plan: Plan, M: int) -> None:
     """Study-level attributes, so a storage explains itself (report, optuna-dashboard)."""
-    if study.user_attrs.get("M") == M:
+    if study.user_attrs.get(StudyAttr.M) == M:
         return
     s = plan.shape
-    study.set_user_attr("M", M)
-    study.set_user_attr("shape", {"model": s.model, "E": s.E, "N": s.N, "K": s.K, "topk": s.topk,
+    study.set_user_attr(StudyAttr.M, M)
+    study.set_user_attr(StudyAttr.SHAPE, {"model": s.model, "E": s.E, "N": s.N, "K": s.K, "topk": s.topk,
                                   "dtype": s.dtype, "block_shape": s.block_shape, "tp": s.tp,
                                   "ep": s.ep})
-    study.set_user_attr("device", plan.device.name)
-    study.set_user_attr("search_space", {"name": plan.space.name, "params": plan.space.params,
+    study.set_user_attr(StudyAttr.DEVICE, plan.device.name)
+    study.set_user_attr(StudyAttr.SEARCH_SPACE, {"name": plan.space.name, "params": plan.space.params,
                                          "constraints": plan.space.constraints})
-    study.set_user_attr("benchmark", plan.benchmark_identity)
+    study.set_user_attr(StudyAttr.BENCHMARK, plan.benchmark_identity)
 
 
 def _log_outcome(o: BucketOutcome) -> None:

@@ -10,7 +10,7 @@ from typing import Optional
 import optuna
 
 from autotune.consolidate.entries import existing_studies
-from autotune.consolidate.finalists import CONSOLIDATION
+from autotune.consolidate.finalists import Consolidation
 from autotune.errors import UserError
 from autotune.files.names import config_file_name, sglang_subdir
 from autotune.files.vllm import Written, write_config_file
@@ -43,7 +43,8 @@ def settled_entries(plan: Plan, storage: optuna.storages.BaseStorage,
     studies = existing_studies(storage, {M: plan.study_name(M) for M in entries})
     out = {}
     for M, study in studies.items():
-        entry = (study.user_attrs.get(CONSOLIDATION) or {}).get("entry")
+        cons = Consolidation.stored(study)
+        entry = cons.entry if cons else None
         if entry and SearchSpace.key(entry["config"]) == SearchSpace.key(entries[M]):
             out[M] = entry
     return out

@@ -11,7 +11,7 @@ import optuna
 from autotune.files.vllm import Written
 from autotune.plan import Plan
 from autotune.study.liveness import is_mine
-from autotune.study.records import MEASURED, BucketOutcome, read_records
+from autotune.study.records import MEASURED, BucketOutcome, StopReason, TrialAttr, read_records
 
 
 @dataclass
@@ -48,7 +48,7 @@ def read_outcomes(plan: Plan, storage: optuna.storages.BaseStorage,
             new_measurements=_measured_here(study),
             excluded=mine.excluded if mine else 0, duplicates=mine.duplicates if mine else 0,
             seconds=mine.seconds if mine else 0.0,
-            stop_reason=mine.stop_reason if mine else "not run"))
+            stop_reason=mine.stop_reason if mine else StopReason.NOT_RUN))
     return out
 
 
@@ -56,4 +56,4 @@ def _measured_here(study: optuna.Study) -> int:
     """The study's measurements this process made, by their owner stamps (a bucket cut off by
     Ctrl-C has no outcome of its own to count them)."""
     return sum(1 for t in study.get_trials(deepcopy=False, states=MEASURED)
-               if t.user_attrs.get("measured") and is_mine(t.user_attrs.get("worker")))
+               if t.user_attrs.get(TrialAttr.MEASURED) and is_mine(t.user_attrs.get(TrialAttr.WORKER)))

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from autotune.bench import Benchmarker, open_benchmarker
+from autotune.bench.protocol import Reporting
 from autotune.plan import Plan
 from autotune.run.buckets import abandon_mine, bucket_budget, consolidate_plan, work
 from autotune.run.gpu_lock import hold_gpu
@@ -70,9 +71,9 @@ def _tune_here(plan: Plan, storage: optuna.storages.BaseStorage, bench: Benchmar
         abandon_mine(studies.values())
     finally:
         bar.close()
-        if hasattr(bench, "stats"):
-            result.bench_stats = dataclasses.asdict(bench.stats())
-            result.bench_stats["idle_share"] = bench.stats().idle_share
+        if isinstance(bench, Reporting):
+            stats = bench.stats()
+            result.bench_stats = {**dataclasses.asdict(stats), "idle_share": stats.idle_share}
         if owns_bench:
             bench.close()
     if result.interrupted:  # keep the entries already re-timed and verified; measure nothing more

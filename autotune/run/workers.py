@@ -38,6 +38,7 @@ from autotune.run.gpu_lock import hold_gpu
 from autotune.run.outputs import finish
 from autotune.run.result import TuneResult, read_outcomes
 from autotune.run.stop import STOP, graceful_stop, stop_requested, uninterrupted
+from autotune.study.records import StopReason
 from autotune.study.storage import check_parallel_safe, open_storage, storage_errors
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def run_workers(plan: Plan):
         finish(result, storage)
     for o in result.outcomes:
         o.new_measurements = len(o.records) - before.get(o.M, 0)
-        o.stop_reason = "finished" if finished else "incomplete"
+        o.stop_reason = StopReason.FINISHED if finished else StopReason.INCOMPLETE
     return result
 
 

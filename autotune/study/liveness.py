@@ -17,6 +17,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.errors import first_line
+from autotune.study.records import TrialAttr
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def owner_alive(owner: dict[str, Any]) -> Optional[bool]:
 
 def is_dead(trial: FrozenTrial, now: Optional[float] = None) -> bool:
     now = time.time() if now is None else now
-    owner = trial.user_attrs.get("worker")
+    owner = trial.user_attrs.get(TrialAttr.WORKER)
     if not isinstance(owner, dict):
         start = (trial.datetime_start or datetime.now()).timestamp()
         return now - start > OWNERLESS_GRACE_S
@@ -128,7 +129,7 @@ def fail_dead_trials(study: optuna.Study, running: Optional[list[FrozenTrial]] =
 def stamp(trial: optuna.Trial) -> None:
     """Mark a trial just asked for as this process's (raises UpdateFinishedTrialError if another
     run already failed it as ownerless)."""
-    trial.set_user_attr("worker", owner_stamp())
+    trial.set_user_attr(TrialAttr.WORKER, owner_stamp())
 
 
 class Heartbeat:

@@ -5,7 +5,7 @@
 - Sharing: several runs (worker processes, cluster jobs) may work on one study at once. Each
   reads the study before every proposal; the trials others are measuring count toward the
   budget, and a config another run is measuring is not measured again. A run that finds the rest
-  of the budget claimed stops with SHARED and may come back later.
+  of the budget claimed stops with StopReason.SHARED and may come back later.
 - Warm starts are enqueued as the first trials (vLLM's default config, neighbours' winners).
 - A config the search space excludes is told as infeasible without being measured; a config
   already measured is answered from the study. Neither counts as a measurement.
@@ -34,9 +34,10 @@ from autotune.study.liveness import Heartbeat, fail_dead_trials, stamp
 from autotune.study.records import (
     FEASIBILITY,
     MEASURED,
-    SHARED,
     BucketOutcome,
     Record,
+    StopReason,
+    TrialAttr,
     read_records,
     record_of,
 )
@@ -88,77 +89,95 @@ class BucketTuner:
         if self.exhaustive:  # the whole order is known: compile all of it ahead, in that order
             queued = [c for c in self.space.configs() if SearchSpace.key(c) not in self._seen]
         self.bench.prepare(queued, self.M)  # known first trials compile in parallel at once
-        new = excluded = duplicates = idle = 0
+        counts = _Counts()
         pending: deque[tuple[optuna.Trial, Config]] = deque()  # asked, compiling, not yet timed
         try:
-            while True:
-                self._stop_if_asked()
-                stop = self._look()
-                # Stop, unless this run's own proposals in flight are what fill the budget.
-                if stop is not None and not (pending and stop in (SHARED, "space exhausted")):
-                    break
-                # Keep `lookahead` proposals in flight, so they compile while others are timed.
-                asked = []
-                for _ in range(2 * self.lookahead):
-                    if (len(pending) >= self.lookahead or self._room <= 0
-                            or len(self._seen) + len(pending) >= self.space.size()):
-                        break
-                    if self.exhaustive:
-                        self._enqueue_next_in_grid(pending)
-                    trial = self._ask()
-                    if trial is None:
-                        continue
-                    self._room -= 1
-                    try:
-                        config = self.space.suggest(trial)
-                        reason = self.space.violation(config)
-                        if reason is not None:
-                            self._tell_excluded(trial, config, reason)
-                            excluded += 1
-                        elif SearchSpace.key(config) in self._seen:
-                            self._tell_duplicate(trial, config)
-                            duplicates += 1
-                        elif any(SearchSpace.key(c) == SearchSpace.key(config)
-                                 for _, c in pending):
-                            self._tell_duplicate_in_batch(trial, config)
-                            duplicates += 1
-                        elif not self._still_ours(trial, config):
-                            duplicates += 1
-                        else:
-                            pending.append((trial, config))
-                            asked.append(config)
-                    except (UpdateFinishedTrialError, ValueError) as exc:
-                        # Another run failed it as ownerless: with the storage busy, a trial's
-                        # start time can be seconds older than its first visible write. Nothing
-                        # was measured; propose again.
-                        if isinstance(exc, ValueError) and "Cannot tell" not in str(exc):
-                            raise
-                        log.info("trial %d was failed by another run before it was measured",
-                                 trial.number)
-                if asked:
-                    self.bench.prepare(asked, self.M)
-                if not pending:
-                    if stop is not None:
-                        break
-                    idle += 1
-                    if idle >= 200:  # the sampler only proposes known or excluded configs
-                        stop = "no new proposals"
-                        break
-                    continue
-                idle = 0
-                self._stop_if_asked()
-                trial, config = pending.popleft()
-                record = self._measure_and_tell(trial, config)
-                if record is not None:
-                    new += 1
-                    self.on_measured(record)
+            stop = self._loop(pending, counts)
         finally:
             for trial, _ in pending:  # proposals never timed: failed, so they are asked again
-                self._abandon(trial, None, "abandoned", "not timed")
+                self._abandon(trial, None, TrialAttr.ABANDONED, "not timed")
         return BucketOutcome(M=self.M, study_name=self.study.study_name,
-                             records=read_records(self.study), new_measurements=new,
-                             excluded=excluded, duplicates=duplicates,
+                             records=read_records(self.study), new_measurements=counts.new,
+                             excluded=counts.excluded, duplicates=counts.duplicates,
                              seconds=time.perf_counter() - start, stop_reason=stop)
+
+    def _loop(self, pending: deque, counts: "_Counts") -> StopReason:
+        """Propose and measure until a stop reason holds; return it."""
+        idle = 0
+        while True:
+            self._stop_if_asked()
+            stop = self._look()
+            # Stop, unless this run's own proposals in flight are what fill the budget.
+            if stop is not None and not (
+                    pending and stop in (StopReason.SHARED, StopReason.SPACE_EXHAUSTED)):
+                return stop
+            asked = self._propose(pending, counts)
+            if asked:
+                self.bench.prepare(asked, self.M)
+            if not pending:
+                if stop is not None:
+                    return stop
+                idle += 1
+                if idle >= 200:  # the sampler only proposes known or excluded configs
+                    return StopReason.NO_NEW_PROPOSALS
+                continue
+            idle = 0
+            self._stop_if_asked()
+            trial, config = pending.popleft()
+            record = self._measure_and_tell(trial, config)
+            if record is not None:
+                counts.new += 1
+                self.on_measured(record)
+
+    def _propose(self, pending: deque, counts: "_Counts") -> list[Config]:
+        """Keep `lookahead` proposals in flight, so they compile while others are timed; return
+        the configs newly put in flight."""
+        asked = []
+        for _ in range(2 * self.lookahead):
+            if (len(pending) >= self.lookahead or self._room <= 0
+                    or len(self._seen) + len(pending) >= self.space.size()):
+                break
+            if self.exhaustive:
+                self._enqueue_next_in_grid(pending)
+            trial = self._ask()
+            if trial is None:
+                continue
+            self._room -= 1
+            try:
+                config = self.space.suggest(trial)
+                if self._answered(trial, config, pending, counts):
+                    continue
+                pending.append((trial, config))
+                asked.append(config)
+            except (UpdateFinishedTrialError, ValueError) as exc:
+                # Another run failed it as ownerless: with the storage busy, a trial's start
+                # time can be seconds older than its first visible write. Nothing was measured;
+                # propose again.
+                if isinstance(exc, ValueError) and "Cannot tell" not in str(exc):
+                    raise
+                log.info("trial %d was failed by another run before it was measured",
+                         trial.number)
+        return asked
+
+    def _answered(self, trial: optuna.Trial, config: Config, pending: deque,
+                  counts: "_Counts") -> bool:
+        """Tell a proposal that needs no measurement (excluded, known, in flight, or another
+        run's); False when it is to be measured."""
+        reason = self.space.violation(config)
+        if reason is not None:
+            self._tell_excluded(trial, config, reason)
+            counts.excluded += 1
+        elif SearchSpace.key(config) in self._seen:
+            self._tell_duplicate(trial, config)
+            counts.duplicates += 1
+        elif any(SearchSpace.key(c) == SearchSpace.key(config) for _, c in pending):
+            self._tell_duplicate_in_batch(trial, config)
+            counts.duplicates += 1
+        elif not self._still_ours(trial, config):
+            counts.duplicates += 1
+        else:
+            return False
+        return True
 
     def _stop_if_asked(self) -> None:
         """Stop between trials when asked (proposals in flight are failed on the way out)."""
@@ -166,7 +185,7 @@ class BucketTuner:
             raise KeyboardInterrupt
 
     # -- the shared study ------------------------------------------------------------------------
-    def _look(self) -> Optional[str]:
+    def _look(self) -> Optional[StopReason]:
         """Read the study (other runs write to it too): why to stop, or None and the room left."""
         trials = self.study.get_trials(deepcopy=False)
         running = [t for t in trials if t.state == TrialState.RUNNING]
@@ -174,20 +193,20 @@ class BucketTuner:
             trials = self.study.get_trials(deepcopy=False)
             running = [t for t in trials if t.state == TrialState.RUNNING]
         records = [record_of(t) for t in trials
-                   if t.state in MEASURED and t.user_attrs.get("measured")]
+                   if t.state in MEASURED and t.user_attrs.get(TrialAttr.MEASURED)]
         self._seen = {SearchSpace.key(r.config): r for r in records}
         self._room = self.budget - len(records) - len(running)
         if len(records) >= self.budget:
-            return "budget"
+            return StopReason.BUDGET
         # The exhaustive grid measures everything: patience would cut a recorded table short.
         if (self.patience and not self.exhaustive
                 and _since_improvement(records) >= self.patience):
-            return "patience"
+            return StopReason.PATIENCE
         if self.stop_when is not None and self.stop_when(records):
-            return "stop rule"
+            return StopReason.STOP_RULE
         if self._space_exhausted():
-            return "space exhausted"
-        return SHARED if self._room <= 0 else None
+            return StopReason.SPACE_EXHAUSTED
+        return StopReason.SHARED if self._room <= 0 else None
 
     def _ask(self) -> Optional[optuna.Trial]:
         """A new trial stamped as this run's (None if another run failed it before we could)."""
@@ -207,11 +226,11 @@ class BucketTuner:
         parameters before looking, so at least one of the two sees the other.
         """
         trials = self.study.get_trials(deepcopy=False)
-        done = sum(1 for t in trials if t.state in MEASURED and t.user_attrs.get("measured"))
+        done = sum(1 for t in trials if t.state in MEASURED and t.user_attrs.get(TrialAttr.MEASURED))
         ahead = sum(1 for t in trials if t.number < trial.number
                     and t.state in (TrialState.RUNNING, TrialState.WAITING))
         if done + ahead >= self.budget:
-            self._abandon(trial, config, "gave_way", "the budget is held by other trials")
+            self._abandon(trial, config, TrialAttr.GAVE_WAY, "the budget is held by other trials")
             return False
         key = SearchSpace.key(config)
         for t in trials:
@@ -219,9 +238,9 @@ class BucketTuner:
             if t.number == trial.number or other is None or SearchSpace.key(other) != key:
                 continue
             if t.state == TrialState.RUNNING:
-                self._abandon(trial, config, "duplicate_of_running", t.number)
+                self._abandon(trial, config, TrialAttr.DUPLICATE_OF_RUNNING, t.number)
                 return False
-            if t.state in MEASURED and t.user_attrs.get("measured"):
+            if t.state in MEASURED and t.user_attrs.get(TrialAttr.MEASURED):
                 self._seen[key] = record_of(t)
                 self._tell_duplicate(trial, config)
                 return False
@@ -231,7 +250,7 @@ class BucketTuner:
                  value: object) -> None:
         try:
             if config is not None:
-                trial.set_user_attr("config", config)
+                trial.set_user_attr(TrialAttr.CONFIG, config)
             trial.set_user_attr(why, value)
             self.study.tell(trial, state=TrialState.FAIL)
         except (UpdateFinishedTrialError, ValueError):
@@ -249,7 +268,7 @@ class BucketTuner:
             if (key in self._seen or key in waiting or not self.space.contains(config)
                     or self.space.violation(config)):
                 continue
-            self.study.enqueue_trial(self.space.encode(config), user_attrs={"source": source})
+            self.study.enqueue_trial(self.space.encode(config), user_attrs={TrialAttr.SOURCE: source})
             waiting.add(key)
             queued.append(config)
         return queued
@@ -264,7 +283,7 @@ class BucketTuner:
         for config in self.space.configs():
             key = SearchSpace.key(config)
             if key not in self._seen and key not in in_flight:
-                self.study.enqueue_trial(self.space.encode(config), user_attrs={"source": "grid"})
+                self.study.enqueue_trial(self.space.encode(config), user_attrs={TrialAttr.SOURCE: "grid"})
                 return
 
     def _space_exhausted(self) -> bool:
@@ -272,15 +291,15 @@ class BucketTuner:
 
     # -- telling -----------------------------------------------------------------------------------
     def _tell_excluded(self, trial: optuna.Trial, config: Config, reason: str) -> None:
-        trial.set_user_attr("config", config)
-        trial.set_user_attr("excluded", reason)
+        trial.set_user_attr(TrialAttr.CONFIG, config)
+        trial.set_user_attr(TrialAttr.EXCLUDED, reason)
         trial.set_constraint(FEASIBILITY, 1.0)
         self.study.tell(trial, math.inf)
 
     def _tell_duplicate(self, trial: optuna.Trial, config: Config) -> None:
         known = self._seen[SearchSpace.key(config)]
-        trial.set_user_attr("config", config)
-        trial.set_user_attr("duplicate_of", known.number)
+        trial.set_user_attr(TrialAttr.CONFIG, config)
+        trial.set_user_attr(TrialAttr.DUPLICATE_OF, known.number)
         trial.set_constraint(FEASIBILITY, 0.0 if known.ok else 1.0)
         if known.pruned:
             trial.report(known.us, 0)  # type: ignore[arg-type]
@@ -290,7 +309,7 @@ class BucketTuner:
 
     def _tell_duplicate_in_batch(self, trial: optuna.Trial, config: Config) -> None:
         # Its twin is in flight, not measured yet: nothing to copy, so it tells nothing.
-        trial.set_user_attr("config", config)
+        trial.set_user_attr(TrialAttr.CONFIG, config)
         self.study.tell(trial, state=TrialState.FAIL)
 
     def _measure_and_tell(self, trial: optuna.Trial, config: Config) -> Optional[Record]:
@@ -305,7 +324,7 @@ class BucketTuner:
                     m = self.bench.measure(config, self.M)
         except BaseException:
             # Ctrl-C or a bug: the trial is abandoned, not left RUNNING.
-            self._abandon(trial, None, "abandoned", "interrupted")
+            self._abandon(trial, None, TrialAttr.ABANDONED, "interrupted")
             raise
         try:
             _set_measurement_attrs(trial, config, m)
@@ -319,7 +338,7 @@ class BucketTuner:
             return None
         record = Record(number=trial.number, config=config, us=m.us if m.ok else None,
                         spread=m.spread, infeasible=m.infeasible,
-                        source=trial.user_attrs.get("source", "sampler"), pruned=pruned)
+                        source=trial.user_attrs.get(TrialAttr.SOURCE, "sampler"), pruned=pruned)
         self._seen[SearchSpace.key(config)] = record
         return record
 
@@ -331,22 +350,31 @@ class BucketTuner:
             return None
         look = self.bench.screen(config, self.M)
         if look.ok:
-            trial.set_user_attr("first_look_us", look.us)
+            trial.set_user_attr(TrialAttr.FIRST_LOOK_US, look.us)
             trial.report(look.us, 0)  # type: ignore[arg-type]
         return look
 
 
+@dataclass
+class _Counts:
+    """What this run did with its proposals."""
+
+    new: int = 0  # measured
+    excluded: int = 0  # broke the space's constraints
+    duplicates: int = 0  # answered from the study
+
+
 def _set_measurement_attrs(trial: optuna.Trial, config: Config, m: Measurement) -> None:
-    trial.set_user_attr("config", config)
-    trial.set_user_attr("measured", True)
-    trial.set_user_attr("spread", m.spread)
+    trial.set_user_attr(TrialAttr.CONFIG, config)
+    trial.set_user_attr(TrialAttr.MEASURED, True)
+    trial.set_user_attr(TrialAttr.SPREAD, m.spread)
     trial.set_constraint(FEASIBILITY, 0.0 if m.ok else 1.0)
     if m.ok:
-        trial.set_user_attr("us", m.us)
+        trial.set_user_attr(TrialAttr.US, m.us)
     else:
-        trial.set_user_attr("infeasible", m.infeasible)
+        trial.set_user_attr(TrialAttr.INFEASIBLE, m.infeasible)
     if m.verified is not None:
-        trial.set_user_attr("verified", m.verified)
+        trial.set_user_attr(TrialAttr.VERIFIED, m.verified)
 
 
 def _since_improvement(records: list[Record]) -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import sys
@@ -27,10 +26,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from autotune.bench import open_benchmarker  # noqa: E402
+from autotune.bench.gpu import open_gpu_benchmarker  # noqa: E402
 from autotune.config import register_configs  # noqa: E402
 from autotune.plan import build_plan  # noqa: E402
 from autotune.problem.space import SearchSpace  # noqa: E402
 from autotune.run.tune import tune  # noqa: E402
+from tests.gpu_faults import faulting_timer  # noqa: E402
 
 
 def compose(*overrides: str):
@@ -180,14 +181,16 @@ def main() -> None:
     if "fault" not in args.skip:
         # One config of a 16-config grid (the 10th timed) faults with an illegal address.
         fault = {"BLOCK_SIZE_M": 32, "BLOCK_SIZE_K": 64, "num_stages": 3}
-        os.environ["AUTOTUNE_TEST_FAULT"] = ",".join(f"{k}={v}" for k, v in fault.items())
         plan = plan_for(out, args.shape, "buckets=[16]", f"storage=sqlite:///{out}/fault.db",
                         "sampler=grid", "search_space.params.BLOCK_SIZE_M=[16,32]",
                         "search_space.params.BLOCK_SIZE_N=[64]",
                         "search_space.params.GROUP_SIZE_M=[1]", "search_space.params.num_warps=[4]")
         start = time.perf_counter()
-        result = tune(plan)
-        os.environ.pop("AUTOTUNE_TEST_FAULT")
+        bench = open_gpu_benchmarker(plan, timer=faulting_timer(fault))
+        try:
+            result = tune(plan, bench=bench)
+        finally:
+            bench.close()
         records = result.outcomes[0].records
         report["fault"] = {"planted": fault, "measured": len(records),
                            "order": [(r.number, r.config, r.us, r.infeasible) for r in records],
