@@ -9,6 +9,7 @@ import os
 # before any test module imports autotune.
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -177,3 +178,79 @@ def storage_args(tmp_path: Path, storage: str, *extra: str) -> list[str]:
     """replay_args with another storage= URL, and no patience: every study spends its budget."""
     return [a for a in replay_args(tmp_path) if not a.startswith("storage=")] + [
         f"storage={storage}", "patience=null", *extra]
+
+
+# -- what runs sharing a storage must leave (test_concurrency, test_scaleout, test_reliability) ----
+FILE = "E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
+
+
+def table_times(M):
+    table = json.loads((GRIDS / f"NVIDIA_H200_E256_N512_K2048_fp8block_M{M}.json").read_text())
+    return {json.dumps(r["config"], sort_keys=True): r["us"] for r in table["results"]}
+
+
+def assert_complete_and_unrepeated(url, trials_per_study, studies):
+    from optuna.trial import TrialState
+
+    all_trials = trials_by_study(url)
+    assert len(all_trials) == studies
+    for name, trials in all_trials.items():
+        assert not [t.number for t in trials if t.state == TrialState.RUNNING], name
+        measured = [json.dumps(t.user_attrs["config"], sort_keys=True) for t in trials
+                    if t.state == TrialState.COMPLETE and t.user_attrs.get("measured")]
+        assert len(measured) == trials_per_study, name  # the budget, not more
+        assert len(set(measured)) == len(measured), name  # no config measured twice
+
+
+def expected_entries(url):
+    """What a run writes for the trials the storage holds, by the rule the file follows
+    (computed here from the recorded tables, not by the code under test): per settled bucket, the
+    fastest of its measured configs that the kernel runs as written, and vLLM's default."""
+    from optuna.trial import TrialState
+
+    from autotune.files.check import check_entry
+    from autotune.problem import vllm_rules
+
+    entries = {}
+    for name, trials in trials_by_study(url).items():
+        M = int(name.rsplit("M=", 1)[1])
+        settled = optuna_study_attrs(url, name).get("consolidation")
+        if not settled:
+            continue
+        times = table_times(M)
+        default = vllm_rules.default_config(M, 256, "fp8_w8a8", (128, 128))
+        candidates = [json.dumps(t.user_attrs["config"], sort_keys=True) for t in trials
+                      if t.state == TrialState.COMPLETE and t.user_attrs.get("measured")
+                      and t.user_attrs.get("us") is not None
+                      and not check_entry(str(M), t.user_attrs["config"], (128, 128))]
+        candidates.append(json.dumps(default, sort_keys=True))
+        best = min((times[c], c) for c in candidates if times.get(c) is not None)
+        entries[M] = json.loads(best[1])
+    return entries
+
+
+def optuna_study_attrs(url, name):
+    storage = optuna_storage(url)
+    return next(s.user_attrs for s in storage.get_all_studies() if s.study_name == name)
+
+
+def assert_file_holds_the_best_of_the_storage(tmp_path, url):
+    from autotune.files.check import check_file
+    from autotune.files.vllm import read_entries
+
+    path = tmp_path / "configs" / FILE
+    assert check_file(path) == []
+    assert read_entries(path) == expected_entries(url)
+
+
+# The vllm search space (search_spaces/vllm.yaml), as a schema object for tests that build spaces.
+def _vllm_space():
+    from autotune.config import SearchSpaceConfig
+
+    return SearchSpaceConfig(name="vllm", params={
+        "BLOCK_SIZE_M": [16, 32, 64, 128, 256], "BLOCK_SIZE_N": [32, 64, 128, 256],
+        "BLOCK_SIZE_K": [64, 128, 256], "GROUP_SIZE_M": [1, 16, 32, 64], "num_warps": [4, 8],
+        "num_stages": [2, 3, 4, 5]}, constraints=["block_quant", "shared_memory"])
+
+
+VLLM = _vllm_space()

@@ -1,7 +1,6 @@
 """Several runs on one storage at once (SQLite, journal file, PostgreSQL): every run contributes,
 no finished trial is lost, no config is measured twice, no trial of a dead run stays RUNNING."""
 
-import json
 import signal
 import subprocess
 import sys
@@ -11,8 +10,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from autotune.files.check import check_file
-from autotune.files.vllm import read_entries
 from autotune.study.liveness import (
     OWNERLESS_GRACE_S,
     STALE_S,
@@ -21,9 +18,13 @@ from autotune.study.liveness import (
     owner_stamp,
 )
 from autotune.study.storage import open_storage
-from tests.conftest import GRIDS, measured_trials, optuna_storage, storage_args, trials_by_study
-
-FILE = "E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
+from tests.conftest import (
+    assert_complete_and_unrepeated,
+    assert_file_holds_the_best_of_the_storage,
+    measured_trials,
+    storage_args,
+    trials_by_study,
+)
 
 
 @pytest.fixture(params=["sqlite", "journal", "postgresql"])
@@ -39,60 +40,6 @@ def start(tmp_path, url, *extra):
     args = storage_args(tmp_path, url, *extra)
     return subprocess.Popen([sys.executable, "-m", "autotune", *args],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def table_times(M):
-    table = json.loads((GRIDS / f"NVIDIA_H200_E256_N512_K2048_fp8block_M{M}.json").read_text())
-    return {json.dumps(r["config"], sort_keys=True): r["us"] for r in table["results"]}
-
-
-def assert_complete_and_unrepeated(url, trials_per_study, studies):
-    all_trials = trials_by_study(url)
-    assert len(all_trials) == studies
-    for name, trials in all_trials.items():
-        assert not [t.number for t in trials if t.state == TrialState.RUNNING], name
-        measured = [json.dumps(t.user_attrs["config"], sort_keys=True) for t in trials
-                    if t.state == TrialState.COMPLETE and t.user_attrs.get("measured")]
-        assert len(measured) == trials_per_study, name  # the budget, not more
-        assert len(set(measured)) == len(measured), name  # no config measured twice
-
-
-def expected_entries(url):
-    """What a run writes for the trials the storage holds, by the rule the file follows
-    (computed here from the recorded tables, not by the code under test): per settled bucket, the
-    fastest of its measured configs that the kernel runs as written, and vLLM's default."""
-    from optuna.trial import TrialState
-
-    from autotune.files.check import check_entry
-    from autotune.problem import vllm_rules
-
-    entries = {}
-    for name, trials in trials_by_study(url).items():
-        M = int(name.rsplit("M=", 1)[1])
-        settled = optuna_study_attrs(url, name).get("consolidation")
-        if not settled:
-            continue
-        times = table_times(M)
-        default = vllm_rules.default_config(M, 256, "fp8_w8a8", (128, 128))
-        candidates = [json.dumps(t.user_attrs["config"], sort_keys=True) for t in trials
-                      if t.state == TrialState.COMPLETE and t.user_attrs.get("measured")
-                      and t.user_attrs.get("us") is not None
-                      and not check_entry(str(M), t.user_attrs["config"], (128, 128))]
-        candidates.append(json.dumps(default, sort_keys=True))
-        best = min((times[c], c) for c in candidates if times.get(c) is not None)
-        entries[M] = json.loads(best[1])
-    return entries
-
-
-def optuna_study_attrs(url, name):
-    storage = optuna_storage(url)
-    return next(s.user_attrs for s in storage.get_all_studies() if s.study_name == name)
-
-
-def assert_file_holds_the_best_of_the_storage(tmp_path, url):
-    path = tmp_path / "configs" / FILE
-    assert check_file(path) == []
-    assert read_entries(path) == expected_entries(url)
 
 
 def test_three_runs_started_together_share_the_studies(tmp_path, storage_url):

@@ -18,8 +18,7 @@ from autotune.search.prior import (
     rank_configs,
 )
 from autotune.search.warm_starts import first_trials
-from tests.conftest import GRIDS, VLLM_CONFIGS
-from tests.test_space import VLLM
+from tests.conftest import GRIDS, VLLM, VLLM_CONFIGS
 
 H200 = "NVIDIA H200"
 ROOT = Path(__file__).resolve().parents[1]

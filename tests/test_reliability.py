@@ -22,8 +22,15 @@ from autotune.files.check import check_file
 from autotune.files.vllm import read_entries, render, write_config_file
 from autotune.study.liveness import OWNERLESS_GRACE_S
 from autotune.study.storage import open_storage
-from tests.conftest import GRIDS, measured_trials, run_cli, storage_args, trials_by_study
-from tests.test_concurrency import assert_complete_and_unrepeated, expected_entries
+from tests.conftest import (
+    GRIDS,
+    assert_complete_and_unrepeated,
+    expected_entries,
+    measured_trials,
+    run_cli,
+    storage_args,
+    trials_by_study,
+)
 
 FILE = "E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
 # How many SIGKILLs each storage takes in the random-kill test (the README reports a long run).

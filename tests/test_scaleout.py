@@ -17,8 +17,14 @@ from autotune.errors import UserError
 from autotune.plan import build_plan
 from autotune.run.workers import gpu_pins
 from autotune.study.storage import check_parallel_safe
-from tests.conftest import compose, measured_trials, storage_args, trials_by_study
-from tests.test_concurrency import assert_complete_and_unrepeated, assert_file_holds_the_best_of_the_storage
+from tests.conftest import (
+    assert_complete_and_unrepeated,
+    assert_file_holds_the_best_of_the_storage,
+    compose,
+    measured_trials,
+    storage_args,
+    trials_by_study,
+)
 
 
 @pytest.fixture(params=["journal", "postgresql"])

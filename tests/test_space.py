@@ -8,14 +8,11 @@ from autotune.errors import UserError
 from autotune.problem import vllm_rules
 from autotune.problem.shape import MoEShape
 from autotune.problem.space import SearchSpace, shared_memory_bytes
+from tests.conftest import VLLM
 
 FP8_BLOCK = MoEShape.from_config(ShapeConfig(model="m", experts=256, hidden_size=2048,
                                              intermediate_size=512, topk=8,
                                              block_shape=[128, 128]))
-VLLM = SearchSpaceConfig(name="vllm", params={
-    "BLOCK_SIZE_M": [16, 32, 64, 128, 256], "BLOCK_SIZE_N": [32, 64, 128, 256],
-    "BLOCK_SIZE_K": [64, 128, 256], "GROUP_SIZE_M": [1, 16, 32, 64], "num_warps": [4, 8],
-    "num_stages": [2, 3, 4, 5]}, constraints=["block_quant", "shared_memory"])
 
 
 def test_block_quantization_drops_what_the_kernel_would_rewrite():

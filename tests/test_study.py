@@ -24,8 +24,7 @@ from autotune.search.samplers import IncumbentPruner, make_pruner, make_sampler
 from autotune.search.warm_starts import first_trials, neighbour_bests
 from autotune.study.records import Record, read_records
 from autotune.study.tuner import BucketTuner, _since_improvement
-from tests.conftest import GRIDS, VLLM_CONFIGS, compose, replay_args, run_cli
-from tests.test_space import VLLM
+from tests.conftest import GRIDS, VLLM, VLLM_CONFIGS, compose, replay_args, run_cli
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
