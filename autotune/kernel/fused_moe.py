@@ -39,6 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
+from autotune.problem import space
 from autotune.problem.vllm_rules import CONFIG_KEYS, block_size_k, grid_rows
 
 from .align import AlignedRouting, moe_align, naive_routing, use_naive_assignment
@@ -254,32 +255,18 @@ def kernel_config(
     return out
 
 
-def _operand_bytes(dtype: str) -> tuple[int, int]:
-    """Bytes per element of the (A, B) tiles staged in shared memory."""
-    if dtype == "fp8_w8a8":
-        return 1, 1
-    if dtype == "int8_w8a16":
-        return 2, 1
-    if dtype in ("bf16", "fp16"):
-        return 2, 2
-    raise ValueError(f"unknown dtype {dtype!r}; expected bf16, fp16, fp8_w8a8 or int8_w8a16")
+_OPERAND_DTYPES = ("bf16", "fp16", "fp8_w8a8", "int8_w8a16")
 
 
 def shared_memory_bytes(
     config: Mapping[str, Any], dtype: str, block_shape: tuple[int, int] | None = None
 ) -> int:
-    """Estimated shared memory of one program: num_stages * (BM*BK*a_bytes + BK*BN*b_bytes).
-
-    A pre-filter estimate, checked on an H200 (limit 232448 bytes) with Triton 3.6 for fp8 block
-    configs: BM=256 BN=128 BK=128 fails at 5 stages (245760 estimated) and runs at 4 (196608),
-    as the estimate says. For 16-bit tiles of 256x256 Triton reported needing 262144 bytes where
-    this estimate gives more, so it errs on the safe side there; still treat an out-of-resources
-    launch as an infeasible config.
-    """
-    cfg = kernel_config(config, dtype, block_shape)
-    a_bytes, b_bytes = _operand_bytes(dtype)
-    bm, bn, bk = cfg["BLOCK_SIZE_M"], cfg["BLOCK_SIZE_N"], cfg["BLOCK_SIZE_K"]
-    return int(cfg["num_stages"]) * (bm * bk * a_bytes + bk * bn * b_bytes)
+    """Estimated shared memory of one program for the config as the kernel runs it (BLOCK_SIZE_K
+    lowered to the quantization block): the search space's estimate (problem/space.py, the one
+    copy of the formula), for a validated config and a dtype this kernel takes."""
+    if dtype not in _OPERAND_DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; expected bf16, fp16, fp8_w8a8 or int8_w8a16")
+    return space.shared_memory_bytes(kernel_config(config, dtype, block_shape), dtype)
 
 
 _COMPUTE_TYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}

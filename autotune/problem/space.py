@@ -29,10 +29,13 @@ def operand_bytes(dtype: str) -> tuple[int, int]:
 
 
 def shared_memory_bytes(config: Mapping[str, int], dtype: str) -> int:
-    """Shared memory the software pipeline needs: one A and one B tile per stage.
+    """Shared memory the software pipeline needs: one A and one B tile per stage,
+    num_stages * (BM*BK*a_bytes + BK*BN*b_bytes) (the kernel's estimate too: kernel/fused_moe.py).
 
     Matches where Triton fails on Hopper: BLOCK 256x128x128 with 5 stages (245,760 bytes in fp8)
-    fails against 232,448 bytes per block, 4 stages (196,608) runs.
+    fails against 232,448 bytes per block, 4 stages (196,608) runs. For 16-bit tiles of 256x256
+    Triton reported needing 262144 bytes where this gives more: it errs on the safe side there,
+    and an out-of-resources launch is still an infeasible config.
     """
     a, b = operand_bytes(dtype)
     bm, bn, bk = config["BLOCK_SIZE_M"], config["BLOCK_SIZE_N"], config["BLOCK_SIZE_K"]
