@@ -29,6 +29,7 @@ from autotune.search.prior import PRIOR_SOURCES, PriorSource, load_prior_sources
 from autotune.search.samplers import PRUNERS, SAMPLERS
 from autotune.search.warm_starts import load_warm_start_file
 from autotune.study.names import StudyName
+from autotune.study.run_studies import RunStudies
 from autotune.study.storage import (
     check_url,
     default_storage_url,
@@ -71,6 +72,10 @@ class Plan:
     def study(self, M: int) -> StudyName:
         return StudyName.of(self.device.name, self.shape, self.space, self.benchmark_kind,
                             self.benchmark_identity, M)
+
+    def studies(self, storage) -> RunStudies:
+        """The run's studies in this storage, each opened once (study/run_studies.py)."""
+        return RunStudies(storage, {M: self.study_name(M) for M in self.buckets})
 
     def study_name(self, M: int) -> str:
         """Everything that changes the answer: device, shape, space, benchmark (incl. kernel), M."""

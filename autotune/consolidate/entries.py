@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Mapping, Optional
 
 import optuna
 
@@ -19,32 +19,24 @@ log = logging.getLogger(__name__)
 
 
 # -- the whole run ---------------------------------------------------------------------------------
-def consolidate(storage: optuna.storages.BaseStorage, study_names: dict[int, str],
-                shape: MoEShape, bench: Optional[Benchmarker], *, finalists: int, rounds: int,
+def consolidate(studies: Mapping[int, optuna.Study], shape: MoEShape,
+                bench: Optional[Benchmarker], *, finalists: int, rounds: int,
                 comparison: Optional[Comparison]) -> dict[int, Config]:
     """Every bucket's entry (buckets without one are left out), then the midpoint check.
 
-    bench=None (an interrupted run) measures nothing: it keeps the stored results that are still
-    current and leaves out the buckets that have none.
+    studies: the buckets' studies the storage holds. bench=None (an interrupted run) measures
+    nothing: it keeps the stored results that are still current and leaves out the buckets that
+    have none.
     """
-    studies = existing_studies(storage, study_names)
     entries: dict[int, Config] = {}
     for M, study in sorted(studies.items()):
         result = consolidate_bucket(study, M, shape, bench, finalists=finalists, rounds=rounds,
                                     comparison=comparison)
         if result and result.entry:
             entries[M] = vllm_rules.kernel_config(result.entry["config"])
-    for r in check_midpoints(studies, entries, bench, rounds):
+    for r in check_midpoints(dict(studies), entries, bench, rounds):
         if r["neighbour_better"]:
             log.warning("M=%d (served by the entry of %d): the entry of %d is faster, %.2f vs "
                         "%.2f us", r["M"], r["served_by"], r["neighbour"],
                         r["neighbour_timing"]["us"], r["served"]["us"])
     return entries
-
-
-def existing_studies(storage: optuna.storages.BaseStorage,
-                     study_names: dict[int, str]) -> dict[int, optuna.Study]:
-    """The studies of these names that the storage holds (an interrupted run may lack some)."""
-    held = {s.study_name for s in storage.get_all_studies()}
-    return {M: optuna.load_study(study_name=name, storage=storage)
-            for M, name in study_names.items() if name in held}

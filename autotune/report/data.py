@@ -9,7 +9,6 @@ from typing import Any, Optional
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from autotune.consolidate.entries import existing_studies
 from autotune.consolidate.finalists import Consolidation
 from autotune.errors import UserError
 from autotune.files.names import config_file_name
@@ -18,16 +17,20 @@ from autotune.problem.space import SearchSpace
 from autotune.problem.vllm_rules import CONFIG_KEYS
 from autotune.study.names import StudyName
 from autotune.study.records import StudyAttr, TrialAttr
+from autotune.study.run_studies import RunStudies
 
 FORMAT = "autotune-report/1"
 
 
 # -- the data --------------------------------------------------------------------------------------
 def collect(storage: optuna.storages.BaseStorage, study_names: list[str],
-            storage_url: str = "") -> dict[str, Any]:
-    """The report's data, from the studies of one run (one study per bucket)."""
+            storage_url: str = "", studies: Optional[dict[int, optuna.Study]] = None
+            ) -> dict[str, Any]:
+    """The report's data, from the studies of one run (one study per bucket; `studies`: those
+    the storage holds, when the caller has them open)."""
     buckets_by_name = {StudyName.bucket(name).M: name for name in study_names}
-    studies = existing_studies(storage, buckets_by_name)
+    if studies is None:
+        studies = RunStudies(storage, buckets_by_name).existing()
     if not studies:
         raise UserError(f"storage {storage_url or ''} holds none of the studies "
                         f"{study_names[0]} ...; nothing to report")

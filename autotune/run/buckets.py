@@ -26,7 +26,6 @@ from autotune.search.prior import PriorWeights, bucket_prior
 from autotune.search.samplers import make_pruner, make_sampler
 from autotune.search.warm_starts import first_trials
 from autotune.study.liveness import is_mine
-from autotune.study.names import StudyName
 from autotune.study.records import (
     BucketOutcome,
     Record,
@@ -35,7 +34,8 @@ from autotune.study.records import (
     TrialAttr,
     read_records,
 )
-from autotune.study.tuner import BucketTuner, open_study
+from autotune.study.run_studies import RunStudies
+from autotune.study.tuner import BucketTuner
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,7 @@ def bucket_budget(plan: Plan) -> int:
     return plan.space.size() if plan.cfg.sampler.name == "grid" else plan.cfg.trials
 
 
-def work(plan: Plan, storage: optuna.storages.BaseStorage, bench: Benchmarker, *,
-         first: int = 0, studies: Optional[dict[int, optuna.Study]] = None,
+def work(plan: Plan, studies: RunStudies, bench: Benchmarker, *, first: int = 0,
          outcomes: Optional[dict[int, BucketOutcome]] = None,
          on_measured: Callable[[Record], None] = lambda r: None,
          on_bucket: Callable[[], None] = lambda: None) -> dict[int, BucketOutcome]:
@@ -59,7 +58,6 @@ def work(plan: Plan, storage: optuna.storages.BaseStorage, bench: Benchmarker, *
     so runs sharing the storage (workers, cluster jobs) finish together and take over the work
     of a run that dies.
     """
-    studies = {} if studies is None else studies
     outcomes = {} if outcomes is None else outcomes
     pending = plan.buckets[first:] + plan.buckets[:first]
     priors: dict[int, Optional[np.ndarray]] = {}
@@ -73,38 +71,38 @@ def work(plan: Plan, storage: optuna.storages.BaseStorage, bench: Benchmarker, *
         progressed = False
         for M in list(pending):
             check_stop()
-            if M not in studies:
-                studies[M] = open_study(storage, plan.study_name(M),
-                                        make_sampler(plan.cfg.sampler, space=plan.space,
+            if M not in studies.tuned:
+                study = studies.tune(M, make_sampler(plan.cfg.sampler, space=plan.space,
                                                      prior=prior_of(M)),
-                                        make_pruner(plan.cfg.pruner))
-                _describe_study(studies[M], plan, M)
+                                     make_pruner(plan.cfg.pruner))
+                _describe_study(study, plan, M)
             later = pending[pending.index(M) + 1:]
             _speculate(plan, bench, [(M, prior_of(M))] + [(m, prior_of(m)) for m in later[:1]])
-            outcome = _tune_bucket(plan, storage, bench, studies[M], M, on_measured)
+            outcome = _tune_bucket(plan, studies, bench, M, on_measured)
             outcomes[M] = _merge(outcomes.get(M), outcome)
             on_bucket()
             if outcome.stop_reason != StopReason.SHARED:
                 pending.remove(M)
                 progressed = True
-                _finish_bucket(plan, storage, bench, outcome)
+                _finish_bucket(plan, studies, bench, outcome)
             progressed = progressed or outcome.new_measurements > 0
         if pending and not progressed:
             STOP.wait(POLL_S)
     return outcomes
 
 
-def _tune_bucket(plan: Plan, storage, bench: Benchmarker, study: optuna.Study, M: int,
+def _tune_bucket(plan: Plan, studies: RunStudies, bench: Benchmarker, M: int,
                  on_measured: Callable[[Record], None]) -> BucketOutcome:
-    tuner = BucketTuner(study=study, space=plan.space, bench=bench, M=M,
+    tuner = BucketTuner(study=studies.tuned[M], space=plan.space, bench=bench, M=M,
                         budget=bucket_budget(plan), patience=plan.cfg.patience,
                         exhaustive=plan.cfg.sampler.name == "grid",
                         lookahead=plan.cfg.sampler.lookahead,
                         on_measured=on_measured, should_stop=stop_requested)
-    return tuner.run(warm_starts=_warm_starts(plan, M, storage))
+    return tuner.run(warm_starts=_warm_starts(plan, M, studies))
 
 
-def _finish_bucket(plan: Plan, storage, bench: Benchmarker, outcome: BucketOutcome) -> None:
+def _finish_bucket(plan: Plan, studies: RunStudies, bench: Benchmarker,
+                   outcome: BucketOutcome) -> None:
     """A bucket whose budget is spent: its grid table (sampler=grid), then its entry."""
     _log_outcome(outcome)
     if plan.cfg.sampler.name == "grid":
@@ -113,22 +111,22 @@ def _finish_bucket(plan: Plan, storage, bench: Benchmarker, outcome: BucketOutco
     # Settle the bucket's entry now (re-timed finalists, stored in its study): a Ctrl-C or kill
     # later keeps it, and workers settle the buckets they finish.
     check_stop()
-    consolidate_plan(plan, storage, bench, buckets=[outcome.M])
+    consolidate_plan(plan, studies, bench, buckets=[outcome.M])
 
 
-def consolidate_plan(plan: Plan, storage, bench: Optional[Benchmarker],
+def consolidate_plan(plan: Plan, studies: RunStudies, bench: Optional[Benchmarker],
                      buckets: Optional[list[int]] = None) -> dict[int, dict[str, int]]:
     """Re-time finalists and pick each bucket's entry (bench=None: only stored results)."""
-    names = {M: plan.study_name(M) for M in (buckets or plan.buckets)}
-    return consolidate(storage, names, plan.shape, bench, finalists=plan.cfg.finalists,
-                       rounds=plan.cfg.retime_rounds, comparison=plan.comparison)
+    return consolidate(studies.existing(buckets or plan.buckets), plan.shape, bench,
+                       finalists=plan.cfg.finalists, rounds=plan.cfg.retime_rounds,
+                       comparison=plan.comparison)
 
 
-def abandon_mine(studies) -> None:
+def abandon_mine(studies: RunStudies) -> None:
     """Fail this process's trials still RUNNING (Ctrl-C landed outside a measurement)."""
     with uninterrupted():
         try:
-            for study in studies:
+            for study in studies.tuned.values():
                 for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                     if is_mine(t.user_attrs.get(TrialAttr.WORKER)):
                         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
@@ -167,15 +165,11 @@ def _speculate(plan: Plan, bench: Benchmarker,
     bench.speculate([c for group in zip_longest(*ranked) for c in group if c is not None])
 
 
-def _warm_starts(plan: Plan, M: int, storage: optuna.storages.BaseStorage):
+def _warm_starts(plan: Plan, M: int, studies: RunStudies):
     """The bucket's first trials (autotune/search/warm_starts.py), with every other bucket of the same
     device, shape, space and benchmark already in the storage (this run's or an earlier one's)."""
-    run = plan.study(M).run
-    tuned = {}
-    for name in optuna.get_all_study_names(storage):
-        other = StudyName.parse(name)
-        if other is not None and other.run == run and other.M != M:
-            tuned[other.M] = read_records(optuna.load_study(study_name=name, storage=storage))
+    tuned = {m: read_records(study) for m, study in studies.siblings(plan.study(M).run).items()
+             if m != M}
     return first_trials(plan.space, plan.device.name, M, plan.cfg.sampler, tuned,
                         prior_files=plan.prior_sources if plan.cfg.sampler.prior_trials > 0 else None)
 

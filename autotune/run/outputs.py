@@ -7,9 +7,6 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-import optuna
-
-from autotune.consolidate.entries import existing_studies
 from autotune.consolidate.finalists import Consolidation
 from autotune.errors import UserError
 from autotune.files.names import config_file_name, sglang_subdir
@@ -20,29 +17,28 @@ from autotune.report.data import collect
 from autotune.report.write import write_report
 from autotune.run.result import TuneResult, read_outcomes
 from autotune.study.records import BucketOutcome
+from autotune.study.run_studies import RunStudies
 
 log = logging.getLogger(__name__)
 
 
-def finish(result: TuneResult, storage: optuna.storages.BaseStorage,
+def finish(result: TuneResult, studies: RunStudies,
            this_run: Optional[dict[int, BucketOutcome]] = None) -> None:
     """Outcomes from the storage, the files from the entries, the report."""
     plan = result.plan
-    result.outcomes = read_outcomes(plan, storage, this_run)
-    result.settled = settled_entries(plan, storage, result.entries)
+    result.outcomes = read_outcomes(plan, studies, this_run)
+    result.settled = settled_entries(studies, result.entries)
     result.written = write_config_files(plan, result.entries, result.outcomes)
     result.files = [w.path for w in result.written]
     result.output_path = result.files[0] if result.files else None
-    result.report_dir = _write_report(plan, storage)
+    result.report_dir = _write_report(plan, studies)
 
 
-def settled_entries(plan: Plan, storage: optuna.storages.BaseStorage,
-                    entries: dict[int, dict[str, int]]) -> dict[int, dict]:
+def settled_entries(studies: RunStudies, entries: dict[int, dict[str, int]]) -> dict[int, dict]:
     """The re-timed entry behind each bucket written (its time and source), as the studies hold
     it: what the summary shows, not the first pass's best."""
-    studies = existing_studies(storage, {M: plan.study_name(M) for M in entries})
     out = {}
-    for M, study in studies.items():
+    for M, study in studies.existing(entries).items():
         cons = Consolidation.stored(study)
         entry = cons.entry if cons else None
         if entry and SearchSpace.key(entry["config"]) == SearchSpace.key(entries[M]):
@@ -79,11 +75,12 @@ def write_config_files(plan: Plan, entries: dict[int, dict[str, int]],
     return written
 
 
-def _write_report(plan: Plan, storage) -> Optional[Path]:
-    names = {M: plan.study_name(M) for M in plan.buckets}
-    if not existing_studies(storage, names):  # interrupted before the first trial
+def _write_report(plan: Plan, studies: RunStudies) -> Optional[Path]:
+    held = studies.existing(plan.buckets)
+    if not held:  # interrupted before the first trial
         return None
-    write_report(collect(storage, list(names.values()), storage_url=plan.storage),
+    names = [plan.study_name(M) for M in plan.buckets]
+    write_report(collect(studies.storage, names, storage_url=plan.storage, studies=held),
                  plan.report_dir)
     return plan.report_dir
 

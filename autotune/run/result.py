@@ -12,6 +12,7 @@ from autotune.files.vllm import Written
 from autotune.plan import Plan
 from autotune.study.liveness import is_mine
 from autotune.study.records import MEASURED, BucketOutcome, StopReason, TrialAttr, read_records
+from autotune.study.run_studies import RunStudies
 
 
 @dataclass
@@ -30,21 +31,15 @@ class TuneResult:
     complete: bool = True  # every bucket finished (False: rerun to resume)
 
 
-def read_outcomes(plan: Plan, storage: optuna.storages.BaseStorage,
+def read_outcomes(plan: Plan, studies: RunStudies,
                   this_run: Optional[dict[int, BucketOutcome]] = None) -> list[BucketOutcome]:
     """Every bucket's measurements as the storage holds them (this run's counts where known)."""
     this_run = this_run or {}
-    names = {s.study_name for s in storage.get_all_studies()}
     out = []
-    for M in plan.buckets:
-        name = plan.study_name(M)
-        if name not in names:
-            continue
-        study = optuna.load_study(study_name=name, storage=storage,
-                                  sampler=optuna.samplers.RandomSampler())
+    for M, study in studies.existing(plan.buckets).items():
         mine = this_run.get(M)
         out.append(BucketOutcome(
-            M=M, study_name=name, records=read_records(study),
+            M=M, study_name=study.study_name, records=read_records(study),
             new_measurements=_measured_here(study),
             excluded=mine.excluded if mine else 0, duplicates=mine.duplicates if mine else 0,
             seconds=mine.seconds if mine else 0.0,

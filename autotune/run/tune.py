@@ -54,21 +54,21 @@ def _tune_here(plan: Plan, storage: optuna.storages.BaseStorage, bench: Benchmar
     budget = bucket_budget(plan)
     bar = tqdm(total=budget * len(plan.buckets), unit="trial", file=sys.stderr,
                disable=not plan.cfg.progress, dynamic_ncols=True)
-    studies: dict[int, optuna.Study] = {}
+    studies = plan.studies(storage)
     outcomes: dict[int, BucketOutcome] = {}
     try:
         # Log lines clear the progress bar and are written above it, not onto its line.
         with graceful_stop(), logging_redirect_tqdm():
-            work(plan, storage, bench, studies=studies, outcomes=outcomes,
+            work(plan, studies, bench, outcomes=outcomes,
                  on_measured=lambda r: _progress(bar, r),
-                 on_bucket=lambda: _recount(bar, studies, budget))
+                 on_bucket=lambda: _recount(bar, studies.tuned, budget))
             bar.close()
-            result.entries = consolidate_plan(plan, storage, bench)
+            result.entries = consolidate_plan(plan, studies, bench)
             check_stop()
     except KeyboardInterrupt:
         result.interrupted = True
         result.complete = False
-        abandon_mine(studies.values())
+        abandon_mine(studies)
     finally:
         bar.close()
         if isinstance(bench, Reporting):
@@ -77,9 +77,9 @@ def _tune_here(plan: Plan, storage: optuna.storages.BaseStorage, bench: Benchmar
         if owns_bench:
             bench.close()
     if result.interrupted:  # keep the entries already re-timed and verified; measure nothing more
-        result.entries = consolidate_plan(plan, storage, None)
+        result.entries = consolidate_plan(plan, studies, None)
     with uninterrupted():  # a Ctrl-C now would only lose the file: finish writing it
-        finish(result, storage, outcomes)
+        finish(result, studies, outcomes)
     return result
 
 

@@ -50,8 +50,8 @@ def run_workers(plan: Plan):
     n = plan.cfg.workers
     check_parallel_safe(plan.storage, n)
     pins = gpu_pins(plan, n)
-    storage = open_storage(plan.storage)  # creates the tables before the workers race to
-    before = {o.M: len(o.records) for o in read_outcomes(plan, storage)}
+    studies = plan.studies(open_storage(plan.storage))  # creates the tables before workers race
+    before = {o.M: len(o.records) for o in read_outcomes(plan, studies)}
     ctx = multiprocessing.get_context("spawn")
     procs = []
     for i in range(n):
@@ -69,7 +69,7 @@ def run_workers(plan: Plan):
             while any(p.is_alive() for p in procs) and not STOP.is_set():
                 STOP.wait(1.0)
                 if not bar.disable:
-                    done = sum(min(budget, len(o.records)) for o in read_outcomes(plan, storage))
+                    done = sum(min(budget, len(o.records)) for o in read_outcomes(plan, studies))
                     bar.update(done - bar.n)
             if STOP.is_set():
                 result.interrupted = True
@@ -90,9 +90,9 @@ def run_workers(plan: Plan):
     # A worker returns only once every bucket is finished: one success means all are.
     finished = any(p.exitcode == 0 for p in procs)
     result.complete = finished
-    result.entries = consolidate_plan(plan, storage, None)  # what the workers settled
+    result.entries = consolidate_plan(plan, studies, None)  # what the workers settled
     with uninterrupted():
-        finish(result, storage)
+        finish(result, studies)
     for o in result.outcomes:
         o.new_measurements = len(o.records) - before.get(o.M, 0)
         o.stop_reason = StopReason.FINISHED if finished else StopReason.INCOMPLETE
@@ -136,23 +136,23 @@ def worker_main(cfg: Config, index: int, count: int, gpu: Optional[str]) -> None
     logging.basicConfig(level=logging.WARNING, format=f"worker {index}: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-    studies: dict = {}
+    studies = None
     try:
         with graceful_stop(quiet=index > 0):  # one worker says it is stopping
             plan = build_plan(cfg, probe_gpu=True)
             with storage_errors(plan.storage), hold_gpu(plan, stop=stop_requested):
-                storage = open_storage(plan.storage)
+                studies = plan.studies(open_storage(plan.storage))
                 bench = open_benchmarker(plan)
                 try:
                     first = index * len(plan.buckets) // count
-                    work(plan, storage, bench, first=first, studies=studies)
+                    work(plan, studies, bench, first=first)
                     # Every bucket is finished and settled: check the batch sizes between the
                     # entries of this worker's share, a contiguous run of buckets.
                     share = plan.buckets[first:(index + 1) * len(plan.buckets) // count]
                     if share:
-                        consolidate_plan(plan, storage, bench, buckets=share)
+                        consolidate_plan(plan, studies, bench, buckets=share)
                 except KeyboardInterrupt:
-                    abandon_mine(studies.values())
+                    abandon_mine(studies)
                     sys.exit(EXIT_INTERRUPTED)
                 finally:
                     bench.close()
