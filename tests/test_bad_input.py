@@ -8,7 +8,7 @@ import pytest
 from autotune.config import DeviceConfig
 from autotune.errors import UserError
 from autotune.problem.device import DeviceSpec, resolve_device
-from tests.conftest import replay_args, run_cli
+from tests.conftest import compose, replay_args, run_cli
 
 
 def refused(result, *words):
@@ -58,8 +58,40 @@ def refused(result, *words):
     (["shape=qwen35_tp1", "device=h100", "storage=studies.db"],
      ["storage=studies.db: not a storage URL; use sqlite:///<file>.db"]),
 ])
-def test_bad_configuration_is_refused_with_the_value_named(tmp_path, args, words):
-    refused(run_cli(*args, "dry_run=true", cwd=tmp_path), *words)
+def test_bad_configuration_is_refused_with_the_value_named(tmp_path, monkeypatch, args, words):
+    # In process, as the command composes and plans (one subprocess per case cost seconds each);
+    # the command's own handling of these errors is checked below.
+    monkeypatch.chdir(tmp_path)
+    line = refusal(*args, "dry_run=true")
+    for w in words:
+        assert w in line, line
+
+
+def refusal(*args: str) -> str:
+    """The one line `python -m autotune ARGS` ends with for a config it refuses."""
+    from autotune.__main__ import composition_error
+    from autotune.plan import build_plan
+
+    try:
+        cfg = compose(*args)
+    except Exception as exc:  # noqa: BLE001 - what the command turns into one line, or a bug
+        line = composition_error(exc, list(args))
+        if line is None:
+            raise
+        return line
+    with pytest.raises(UserError) as refused_:
+        build_plan(cfg, probe_gpu=not cfg.dry_run)
+    return str(refused_.value)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["device=h100"], ["You must specify 'shape'", "qwen35_tp1"]),  # composing
+    (["shape=qwen35_tp1", "device=h100", "sampler.name=cmaes"], ["sampler.name=cmaes"]),  # planning
+])
+def test_the_command_says_a_refusal_in_one_line_and_exits_2(tmp_path, args, words):
+    result = refused(run_cli(*args, "dry_run=true", cwd=tmp_path), *words)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("autotune: error:")
 
 
 def test_gpu_device_without_a_gpu_suggests_the_cpu(tmp_path):
