@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from autotune.errors import UserError
 from autotune.formats import config_file_name, device_token
 from autotune.output_paths import check_file, check_folder
 from autotune.priors import PRIOR_SOURCES, PriorSource, load_prior_sources
+from autotune.resources import load_table
 from autotune.samplers import PRUNERS, SAMPLERS
 from autotune.shape import MoEShape
 from autotune.space import SearchSpace
@@ -97,6 +99,7 @@ class Plan:
             f"benchmark  {self.benchmark_kind}: {bench}",
             f"space      {self.space.name}: {self.space.size()} of {self.space.raw_size()} configs "
             f"after constraints ({', '.join(self.space.constraints) or 'none'})",
+            *self.shared_memory_lines(),
             f"sampler    {c.sampler.name}; {c.trials} measurements per bucket"
             + (f", patience {c.patience}" if c.patience else ""),
             f"buckets    {' '.join(map(str, self.buckets))}",
@@ -119,6 +122,21 @@ class Plan:
             lines.append(f"warning    {self.interpreter_warning()}")
         return "\n".join(lines)
 
+
+    def shared_memory_lines(self) -> list[str]:
+        """How the space's shared-memory limit was decided, for a GPU preset with a known limit."""
+        limit = self.device.shared_memory_per_block
+        if self.device.kind != "gpu" or limit is None or "shared_memory" not in self.space.constraints:
+            return []
+        table = self.space.context.resources
+        if table is None:
+            return [f"shared mem estimated (no compiled table for this architecture and dtype): "
+                    f"drops {self.space.shared_memory_drops()} configs over {limit} bytes"]
+        installed = importlib.metadata.version("triton")
+        here = "" if installed == table.triton_version else f"; this run has Triton {installed}"
+        return [f"shared mem compiled for {table.target} (Triton {table.triton_version}{here}): "
+                f"drops {self.space.shared_memory_drops()} configs over {limit} bytes or not "
+                f"compiling; the estimate would drop {self.space.shared_memory_drops(estimated=True)}"]
 
     def vllm_variant(self) -> str:
         """Which kernel variant vLLM runs for this shape on this device (what is timed)."""
@@ -148,7 +166,10 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     shape = MoEShape.from_config(shape_cfg)
     kind = _benchmark_kind(cfg)
     device = resolve_device(cfg.device, need_gpu=(kind == "gpu"), probe=probe_gpu)
-    space = SearchSpace.from_config(cfg.search_space, shape, device.shared_memory_per_block)
+    resources = (load_table(device.compute_capability, shape.dtype, shape.block_shape)
+                 if device.kind == "gpu" else None)
+    space = SearchSpace.from_config(cfg.search_space, shape, device.shared_memory_per_block,
+                                    resources)
     _check_choice("sampler.name", cfg.sampler.name, SAMPLERS)
     _check_choice("sampler.prior_source", cfg.sampler.prior_source, PRIOR_SOURCES)
     _check_choice("pruner.name", cfg.pruner.name, PRUNERS)
