@@ -34,14 +34,18 @@ def operand_bytes(dtype: str) -> tuple[int, int]:
 
 
 def shared_memory_bytes(config: Mapping[str, int], dtype: str) -> int:
-    """Shared memory the software pipeline needs: one A and one B tile per stage.
+    """Shared memory the software pipeline may need: one A and one B tile per stage, an mbarrier
+    per stage and the epilogue's 4 bytes per output column; used where no compiled table exists.
 
-    Matches where Triton fails on Hopper: BLOCK 256x128x128 with 5 stages (245,760 bytes in fp8)
-    fails against 232,448 bytes per block, 4 stages (196,608) runs.
+    An upper bound on what Triton allocates where the compiled tables (autotune/resource_tables)
+    have been recorded: on sm_100 tiles of BLOCK_SIZE_M >= 64 get num_stages buffers plus 16 to
+    528 bytes, smaller ones and every sm_120 tile num_stages - 1 buffers plus up to 512. On Hopper
+    it matches where Triton fails: 256x128x128 fp8 tiles fail at 5 stages against 232,448 bytes per
+    block and run at 4.
     """
     a, b = operand_bytes(dtype)
     bm, bn, bk = config["BLOCK_SIZE_M"], config["BLOCK_SIZE_N"], config["BLOCK_SIZE_K"]
-    return config["num_stages"] * (bm * bk * a + bk * bn * b)
+    return config["num_stages"] * (bm * bk * a + bk * bn * b + 16) + 4 * bn
 
 
 def _next_pow2(x: int) -> int:
