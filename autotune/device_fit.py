@@ -58,8 +58,8 @@ class DeviceFit:
             return [Finding("error", key, f"{reason}: vLLM's launch fails on {self.device.name}")]
         if compiled.local:
             return [Finding("warning", key, f"uses {compiled.local} bytes of local memory per "
-                                            f"thread compiled for {self.target} (register spills "
-                                            f"at {compiled.registers} registers): slower there")]
+                                            f"thread compiled for {self.target} ({compiled.registers} "
+                                            f"registers: spills)")]
         return []
 
     def _resources(self, runs: dict, dtype: str, block: Optional[tuple[int, int]]) -> Compiled:
