@@ -87,5 +87,4 @@ def _compile(runs: dict, dtype: str, block: Optional[tuple[int, int]],
         gemms = compile_gemms(runs, dtype=dtype, block_shape=block, capability=capability)
     except KernelCompileError as exc:
         return Compiled(shared=0, error=str(exc))
-    return Compiled(shared=max(g.shared for g in gemms), registers=max(g.registers for g in gemms),
-                    local=max(g.local for g in gemms))
+    return Compiled.of_gemms([g.as_dict() for g in gemms])

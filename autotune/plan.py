@@ -122,7 +122,6 @@ class Plan:
             lines.append(f"warning    {self.interpreter_warning()}")
         return "\n".join(lines)
 
-
     def shared_memory_lines(self) -> list[str]:
         """How the space's shared-memory limit was decided, for a GPU preset with a known limit."""
         limit = self.device.shared_memory_per_block

@@ -10,7 +10,7 @@ resources or the compile error. Recorded by ``benchmarks/resources/record_tables
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -40,6 +40,13 @@ class Compiled:
     registers: Optional[int] = None  # per thread
     local: Optional[int] = None  # bytes per thread of spills and stack
     error: Optional[str] = None
+
+    @classmethod
+    def of_gemms(cls, gemms: Sequence[Mapping[str, int]]) -> "Compiled":
+        """A config's needs from its GEMMs' (each with shared, registers, local): the larger."""
+        return cls(shared=max(g["shared"] for g in gemms),
+                   registers=max(g["registers"] for g in gemms),
+                   local=max(g["local"] for g in gemms))
 
     def reason_not_run(self, limit: Optional[int], target: str) -> Optional[str]:
         """Why this config cannot run on a GPU of this architecture with ``limit`` bytes of shared
@@ -78,10 +85,7 @@ def _entry(row: Mapping) -> Compiled:
         return Compiled(shared=0, error=row["error"])
     if "shared_over_limit" in row:
         return Compiled(shared=int(row["shared_over_limit"]))
-    gemms = (row["gemm1"], row["gemm2"])
-    return Compiled(shared=max(g["shared"] for g in gemms),
-                    registers=max(g["registers"] for g in gemms),
-                    local=max(g["local"] for g in gemms))
+    return Compiled.of_gemms((row["gemm1"], row["gemm2"]))
 
 
 @lru_cache(maxsize=None)
