@@ -150,6 +150,15 @@ class Plan:
         return text
 
 
+def _check_dtype_on_device(dtype: str, device: DeviceSpec) -> None:
+    # Triton's fp8 e4m3 (what fp8_w8a8 stores) exists from compute capability 8.9 (Ada) on.
+    capability = device.compute_capability
+    if dtype == "fp8_w8a8" and capability is not None and tuple(capability) < (8, 9):
+        raise UserError(f"shape.dtype=fp8_w8a8 on {device.name} (compute capability "
+                        f"{capability[0]}.{capability[1]}): Triton's fp8 needs 8.9 or newer; "
+                        "use shape.dtype=bf16 or int8_w8a16")
+
+
 def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     """Resolve shape, device, space, benchmark, buckets, storage and output file; refuse bad input.
 
@@ -165,6 +174,7 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     shape = MoEShape.from_config(shape_cfg)
     kind = _benchmark_kind(cfg)
     device = resolve_device(cfg.device, need_gpu=(kind == "gpu"), probe=probe_gpu)
+    _check_dtype_on_device(shape.dtype, device)
     resources = (load_table(device.compute_capability, shape.dtype, shape.block_shape)
                  if device.kind == "gpu" else None)
     space = SearchSpace.from_config(cfg.search_space, shape, device.shared_memory_per_block,
