@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib.metadata
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from autotune.files.output_paths import check_file, check_folder
 from autotune.problem import vllm_rules
 from autotune.problem.device import DeviceSpec, resolve_device
 from autotune.problem.hf_config import ModelConfig, read_shape_config
+from autotune.problem.resources import load_table
 from autotune.problem.shape import MoEShape
 from autotune.problem.space import SearchSpace
 from autotune.problem.vllm_rules import VLLM_VERSION
@@ -108,6 +110,7 @@ class Plan:
             f"benchmark  {self.benchmark_kind}: {bench}",
             f"space      {self.space.name}: {self.space.size()} of {self.space.raw_size()} configs "
             f"after constraints ({', '.join(self.space.constraints) or 'none'})",
+            *self.shared_memory_lines(),
             f"sampler    {c.sampler.name}; {c.trials} measurements per bucket"
             + (f", patience {c.patience}" if c.patience else ""),
             f"buckets    {' '.join(map(str, self.buckets))}",
@@ -130,6 +133,20 @@ class Plan:
             lines.append(f"warning    {self.interpreter_warning()}")
         return "\n".join(lines)
 
+    def shared_memory_lines(self) -> list[str]:
+        """How the space's shared-memory limit was decided, for a GPU preset with a known limit."""
+        limit = self.device.shared_memory_per_block
+        if self.device.kind != "gpu" or limit is None or "shared_memory" not in self.space.constraints:
+            return []
+        table = self.space.context.resources
+        if table is None:
+            return [f"shared mem estimated (no compiled table for this architecture and dtype): "
+                    f"drops {self.space.shared_memory_drops()} configs over {limit} bytes"]
+        installed = importlib.metadata.version("triton")
+        here = "" if installed == table.triton_version else f"; this run has Triton {installed}"
+        return [f"shared mem compiled for {table.target} (Triton {table.triton_version}{here}): "
+                f"drops {self.space.shared_memory_drops()} configs over {limit} bytes or not "
+                f"compiling; the estimate would drop {self.space.shared_memory_drops(estimated=True)}"]
 
     def vllm_variant(self) -> str:
         """Which kernel variant vLLM runs for this shape on this device (what is timed)."""
@@ -144,6 +161,15 @@ class Plan:
         return text
 
 
+def _check_dtype_on_device(dtype: str, device: DeviceSpec) -> None:
+    # Triton's fp8 e4m3 (what fp8_w8a8 stores) exists from compute capability 8.9 (Ada) on.
+    capability = device.compute_capability
+    if dtype == "fp8_w8a8" and capability is not None and tuple(capability) < (8, 9):
+        raise UserError(f"shape.dtype=fp8_w8a8 on {device.name} (compute capability "
+                        f"{capability[0]}.{capability[1]}): Triton's fp8 needs 8.9 or newer; "
+                        "use shape.dtype=bf16 or int8_w8a16")
+
+
 def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     """Resolve shape, device, space, benchmark, buckets, storage and output file; refuse bad input.
 
@@ -153,7 +179,11 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     shape, model_config = _shape(cfg)
     kind = _benchmark_kind(cfg)
     device = resolve_device(cfg.device, need_gpu=(kind == "gpu"), probe=probe_gpu)
-    space = SearchSpace.from_config(cfg.search_space, shape, device.shared_memory_per_block)
+    _check_dtype_on_device(shape.dtype, device)
+    resources = (load_table(device.compute_capability, shape.dtype, shape.block_shape)
+                 if device.kind == "gpu" else None)
+    space = SearchSpace.from_config(cfg.search_space, shape, device.shared_memory_per_block,
+                                    resources)
     _check_settings(cfg, kind)
     # Named input files are read now, so a missing or broken one stops the run before it measures.
     if cfg.sampler.warm_start_file:

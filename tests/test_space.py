@@ -28,7 +28,7 @@ def test_shared_memory_limit_drops_configs_that_cannot_launch():
     # 256x128x128 fp8 tiles: 5 stages fail on Hopper (recorded), 4 stages run.
     big = {"BLOCK_SIZE_M": 256, "BLOCK_SIZE_N": 128, "BLOCK_SIZE_K": 128, "GROUP_SIZE_M": 1,
            "num_warps": 8, "num_stages": 5}
-    assert shared_memory_bytes(big, "fp8_w8a8") == 245760
+    assert shared_memory_bytes(big, "fp8_w8a8") == 5 * (256 * 128 + 128 * 128 + 16) + 4 * 128
     hopper = SearchSpace.from_config(VLLM, FP8_BLOCK, 232448)
     assert "shared_memory" in hopper.violation(big)
     assert hopper.violation({**big, "num_stages": 4}) is None

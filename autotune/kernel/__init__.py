@@ -8,7 +8,7 @@ Public API:
   :class:`KernelCompileError` when it cannot;
 - :func:`kernel_config` (what the kernel runs for a config), :func:`shared_memory_bytes` (the
   pre-filter estimate) and :data:`KERNEL_VERSION`; which variant vLLM runs (SWAP_AB) is
-  :mod:`autotune.vllm_rules`'s to say;
+  :mod:`autotune.problem.vllm_rules`'s to say;
 - :func:`make_inputs` / :class:`MoEInputs` / :class:`ExpertWeights`: random inputs;
 - :func:`reference_moe`, :func:`reference_align` and :func:`relative_error`: the correctness
   checks.

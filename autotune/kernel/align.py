@@ -64,7 +64,7 @@ def aligned_buffer_length(num_pairs: int, num_experts: int, block_size_m: int) -
 def use_naive_assignment(
     num_pairs: int, num_experts: int, expert_map: torch.Tensor | None = None
 ) -> bool:
-    """vLLM's rule for skipping alignment (:func:`autotune.vllm_rules.naive_assignment`): then
+    """vLLM's rule for skipping alignment (:func:`autotune.problem.vllm_rules.naive_assignment`): then
     almost every pair has its own expert and padding each to a block would waste the grid."""
     return naive_assignment(num_pairs, num_experts, expert_map=expert_map is not None)
 

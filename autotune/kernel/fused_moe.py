@@ -25,7 +25,7 @@ One addition: the optional config key ``SWAP_AB`` (default False) computes each 
 (B^T A^T)^T, so the weight tile's BLOCK_SIZE_N rows feed the tensor core's M side. It is meant for
 Hopper with BLOCK_SIZE_M < 64 and BLOCK_SIZE_N >= 64, where wgmma's M is at least 64 and a
 16-row token tile would waste it; it is valid (and tested) for any tile. vLLM applies it on its
-own, for fp8 on capability 9.0 only (:func:`autotune.vllm_rules.swap_ab`); measured on an H200
+own, for fp8 on capability 9.0 only (:func:`autotune.problem.vllm_rules.swap_ab`); measured on an H200
 it is 4-30 % faster at M <= 64.
 """
 

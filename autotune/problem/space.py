@@ -8,6 +8,7 @@ quantization block runs as the block) or cannot run (shared memory over the devi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -17,6 +18,7 @@ from typing import Callable, Iterator, Mapping, Optional
 
 from autotune.config import SearchSpaceConfig
 from autotune.errors import UserError
+from autotune.problem.resources import ResourceTable
 from autotune.problem.shape import MoEShape
 from autotune.problem.vllm_rules import CONFIG_KEYS
 
@@ -29,17 +31,19 @@ def operand_bytes(dtype: str) -> tuple[int, int]:
 
 
 def shared_memory_bytes(config: Mapping[str, int], dtype: str) -> int:
-    """Shared memory the software pipeline needs: one A and one B tile per stage,
-    num_stages * (BM*BK*a_bytes + BK*BN*b_bytes) (the kernel's estimate too: kernel/fused_moe.py).
+    """Shared memory the software pipeline may need: one A and one B tile per stage, an mbarrier
+    per stage and the epilogue's 4 bytes per output column; used where no compiled table exists
+    (the kernel's estimate too: kernel/fused_moe.py).
 
-    Matches where Triton fails on Hopper: BLOCK 256x128x128 with 5 stages (245,760 bytes in fp8)
-    fails against 232,448 bytes per block, 4 stages (196,608) runs. For 16-bit tiles of 256x256
-    Triton reported needing 262144 bytes where this gives more: it errs on the safe side there,
-    and an out-of-resources launch is still an infeasible config.
+    An upper bound on what Triton allocates where the compiled tables (autotune/resource_tables)
+    have been recorded: on sm_100 tiles of BLOCK_SIZE_M >= 64 get num_stages buffers plus 16 to
+    528 bytes, smaller ones and every sm_120 tile num_stages - 1 buffers plus up to 512. On Hopper
+    it matches where Triton fails: 256x128x128 fp8 tiles fail at 5 stages against 232,448 bytes per
+    block and run at 4.
     """
     a, b = operand_bytes(dtype)
     bm, bn, bk = config["BLOCK_SIZE_M"], config["BLOCK_SIZE_N"], config["BLOCK_SIZE_K"]
-    return config["num_stages"] * (bm * bk * a + bk * bn * b)
+    return config["num_stages"] * (bm * bk * a + bk * bn * b + 16) + 4 * bn
 
 
 def _next_pow2(x: int) -> int:
@@ -52,6 +56,9 @@ class Context:
 
     shape: MoEShape
     shared_memory_per_block: Optional[int]
+    # Compiled resources on the device's architecture, where a table was recorded: exact shared
+    # memory instead of the estimate.
+    resources: Optional[ResourceTable] = None
 
 
 def _block_quant(cfg: Config, ctx: Context) -> Optional[str]:
@@ -67,6 +74,9 @@ def _block_quant(cfg: Config, ctx: Context) -> Optional[str]:
 
 def _shared_memory(cfg: Config, ctx: Context) -> Optional[str]:
     limit = ctx.shared_memory_per_block
+    compiled = ctx.resources.lookup(cfg) if ctx.resources is not None else None
+    if compiled is not None:
+        return compiled.reason_not_run(limit, ctx.resources.target)
     need = shared_memory_bytes(cfg, ctx.shape.dtype)
     if limit is not None and need > limit:
         return f"needs {need} bytes of shared memory, the device allows {limit}"
@@ -99,7 +109,8 @@ class SearchSpace:
 
     @classmethod
     def from_config(cls, cfg: SearchSpaceConfig, shape: MoEShape,
-                    shared_memory_per_block: Optional[int]) -> "SearchSpace":
+                    shared_memory_per_block: Optional[int],
+                    resources: Optional[ResourceTable] = None) -> "SearchSpace":
         params = {k: tuple(int(v) for v in vals) for k, vals in cfg.params.items()}
         missing = [k for k in CONFIG_KEYS if k not in params]
         if missing:
@@ -115,7 +126,8 @@ class SearchSpace:
                             f"known: {', '.join(CONSTRAINTS)}")
         ordered = {k: params[k] for k in CONFIG_KEYS}
         ordered.update({k: v for k, v in params.items() if k not in ordered})
-        space = cls(cfg.name, ordered, tuple(cfg.constraints), Context(shape, shared_memory_per_block))
+        space = cls(cfg.name, ordered, tuple(cfg.constraints), Context(shape, shared_memory_per_block,
+                                                                  resources))
         if space.size() == 0:
             raise UserError(f"search_space={cfg.name} has no config left for {shape.describe()} "
                             f"after its constraints ({', '.join(cfg.constraints)})")
@@ -145,6 +157,21 @@ class SearchSpace:
 
     def size(self) -> int:
         return self._size
+
+    def shared_memory_drops(self, *, estimated: bool = False) -> int:
+        """How many configs that pass every other constraint the shared-memory limit drops;
+        estimated=True counts with the estimate even where a compiled table exists."""
+        if "shared_memory" not in self.constraints:
+            return 0
+        ctx = dataclasses.replace(self.context, resources=None) if estimated else self.context
+        others = [name for name in self.constraints if name != "shared_memory"]
+        keys = list(self.params)
+        dropped = 0
+        for values in itertools.product(*self.params.values()):
+            cfg = dict(zip(keys, values))
+            if not any(CONSTRAINTS[name](cfg, ctx) for name in others):
+                dropped += _shared_memory(cfg, ctx) is not None
+        return dropped
 
     def raw_size(self) -> int:
         n = 1
@@ -198,5 +225,8 @@ class SearchSpace:
 
     def fingerprint(self) -> str:
         """Short hash of everything that defines the space (part of study names)."""
-        blob = json.dumps({"params": self.params, "constraints": self.constraints}, sort_keys=True)
+        spec = {"params": self.params, "constraints": self.constraints}
+        if self.context.resources is not None:  # a compiled table decides shared memory
+            spec["resources"] = f"{self.context.resources.name}@{self.context.resources.triton_version}"
+        blob = json.dumps(spec, sort_keys=True)
         return hashlib.sha1(blob.encode()).hexdigest()[:8]

@@ -26,7 +26,7 @@ def make_sampler(cfg: SamplerConfig, seed: Optional[int] = None,
                  prior: Optional[Sequence[float]] = None) -> optuna.samplers.BaseSampler:
     """The configured sampler; prior_gp also needs the space and the prior of the bucket.
 
-    prior: the prior density of each config of space.configs() (autotune.priors.prior_scores).
+    prior: the prior density of each config of space.configs() (autotune.search.prior.prior_scores).
     """
     seed = cfg.seed if cfg.seed is not None else seed
     if cfg.name == "tpe":

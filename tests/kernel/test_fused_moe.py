@@ -219,16 +219,17 @@ def test_bad_configs_name_the_value(change, message):
 
 
 def test_shared_memory_estimate():
-    # stages * (BM*BK*a_bytes + BK*BN*b_bytes), with the block-quantized BLOCK_SIZE_K.
+    # stages * (BM*BK*a_bytes + BK*BN*b_bytes + an mbarrier) + the epilogue's 4 bytes per column,
+    # with the block-quantized BLOCK_SIZE_K.
     assert shared_memory_bytes(config(64, 128, 256, stages=4), "fp8_w8a8", BLOCK) == 4 * (
-        64 * 128 + 128 * 128
-    )
-    assert shared_memory_bytes(config(64, 128, 64, stages=3), "bf16") == 3 * 2 * (
-        64 * 64 + 64 * 128
-    )
+        64 * 128 + 128 * 128 + 16
+    ) + 4 * 128
+    assert shared_memory_bytes(config(64, 128, 64, stages=3), "bf16") == 3 * (
+        2 * (64 * 64 + 64 * 128) + 16
+    ) + 4 * 128
     assert shared_memory_bytes(config(16, 64, 64, stages=2), "int8_w8a16") == 2 * (
-        16 * 64 * 2 + 64 * 64
-    )
+        16 * 64 * 2 + 64 * 64 + 16
+    ) + 4 * 64
 
 
 def test_relative_error_flags_poison():
