@@ -9,7 +9,7 @@ from autotune.config import ShapeConfig
 from autotune.plan import build_plan
 from autotune.problem.resources import RESOURCE_KEYS, TABLE_DIR, TABLE_FORMAT, load_table
 from autotune.problem.shape import MoEShape
-from autotune.problem.space import SearchSpace, shared_memory_bytes
+from autotune.problem.space import SearchSpace, block_quant_violation, shared_memory_bytes
 from tests.conftest import compose
 from tests.test_space import VLLM
 
@@ -34,9 +34,8 @@ def vllm_tiles(block):
     params = VLLM.params
     for values in itertools.product(*(params[k] for k in RESOURCE_KEYS)):
         cfg = dict(zip(RESOURCE_KEYS, values))
-        if block and (block[1] % cfg["BLOCK_SIZE_K"] or block[0] % cfg["BLOCK_SIZE_N"]):
-            continue
-        yield cfg
+        if not block_quant_violation(cfg, block):
+            yield cfg
 
 
 @pytest.mark.parametrize("key", TABLES, ids=lambda k: f"sm_{k[0][0]}{k[0][1]}-{k[1]}")

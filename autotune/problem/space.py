@@ -61,15 +61,22 @@ class Context:
     resources: Optional[ResourceTable] = None
 
 
-def _block_quant(cfg: Config, ctx: Context) -> Optional[str]:
-    if ctx.shape.block_shape is None:
+def block_quant_violation(config: Mapping[str, int],
+                          block_shape: Optional[tuple[int, int]]) -> Optional[str]:
+    """Why a tile cannot serve a block-quantized layer (None: it can): vLLM's kernel reads one
+    scale per tile, so BLOCK_SIZE_K and BLOCK_SIZE_N must divide the quantization block."""
+    if block_shape is None:
         return None
-    block_n, block_k = ctx.shape.block_shape
-    if block_k % cfg["BLOCK_SIZE_K"]:
-        return f"BLOCK_SIZE_K={cfg['BLOCK_SIZE_K']} does not divide block_k={block_k}"
-    if block_n % cfg["BLOCK_SIZE_N"]:
-        return f"BLOCK_SIZE_N={cfg['BLOCK_SIZE_N']} does not divide block_n={block_n}"
+    block_n, block_k = block_shape
+    if block_k % config["BLOCK_SIZE_K"]:
+        return f"BLOCK_SIZE_K={config['BLOCK_SIZE_K']} does not divide block_k={block_k}"
+    if block_n % config["BLOCK_SIZE_N"]:
+        return f"BLOCK_SIZE_N={config['BLOCK_SIZE_N']} does not divide block_n={block_n}"
     return None
+
+
+def _block_quant(cfg: Config, ctx: Context) -> Optional[str]:
+    return block_quant_violation(cfg, ctx.shape.block_shape)
 
 
 def _shared_memory(cfg: Config, ctx: Context) -> Optional[str]:

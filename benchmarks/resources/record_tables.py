@@ -25,6 +25,7 @@ import yaml  # noqa: E402
 from autotune.kernel.launch import KernelCompileError  # noqa: E402
 from autotune.kernel.targets import compile_gemms  # noqa: E402
 from autotune.problem.resources import TABLE_DIR, TABLE_FORMAT, RESOURCE_KEYS, table_name  # noqa: E402
+from autotune.problem.space import block_quant_violation  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 # The opt-in shared memory per block of each architecture's GPUs (conf/device): configs whose
@@ -37,9 +38,8 @@ def space_configs(block_shape):
     params = yaml.safe_load((ROOT / "search_spaces" / "vllm.yaml").read_text())["params"]
     for values in itertools.product(*(params[k] for k in RESOURCE_KEYS)):
         cfg = dict(zip(RESOURCE_KEYS, values))
-        if block_shape and (block_shape[1] % cfg["BLOCK_SIZE_K"] or block_shape[0] % cfg["BLOCK_SIZE_N"]):
-            continue  # vLLM's block-quant rule: the tile divides the quantization block
-        yield cfg
+        if not block_quant_violation(cfg, block_shape):
+            yield cfg
 
 
 def record(arch: int, variant: str, progress_dir: Path) -> None:
