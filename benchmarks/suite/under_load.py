@@ -4,7 +4,8 @@
 
 Each run: ``--busy`` processes spin on the CPU for the whole run (a loaded machine, as CI's shared
 cores can be), then ``python -m pytest -q -p no:cacheprovider --random-order`` from the repository
-root (pytest-random-order, a test extra; the seed is in the log). Logs go to
+root (pytest-random-order, a test extra), with a fresh seed per run, recorded: rerun one order with
+``-- --random-order-seed=SEED``. Logs go to
 benchmarks/suite/logs/, one line per run to benchmarks/suite/runs.jsonl: exit status, seed,
 duration, load, the failed tests. A run that fails does not stop the next one.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -31,21 +33,21 @@ def one_run(index: int, busy: int, extra: list[str]) -> dict:
     log = HERE / "logs" / f"{stamp}_busy{busy}.log"
     log.parent.mkdir(exist_ok=True)
     spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(busy)]
+    seed = random.randrange(2**31)  # -q hides the plugin's header: pass the seed, keep it
     start = time.monotonic()
     try:
         with log.open("w") as out:
             rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                  "--random-order", *extra], cwd=ROOT, stdout=out,
-                                 stderr=subprocess.STDOUT)
+                                  "--random-order", f"--random-order-seed={seed}", *extra],
+                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     finally:
         for p in spinners:
             p.kill()
             p.wait()
     text = log.read_text()
-    seed = re.search(r"--random-order-seed=(\d+)", text)
     summary = [line for line in text.splitlines() if re.search(r"\d+ (passed|failed)", line)]
     return {"run": index, "started": stamp, "rc": rc, "busy": busy, "cores": os.cpu_count(),
-            "seconds": round(time.monotonic() - start, 1), "seed": seed and int(seed.group(1)),
+            "seconds": round(time.monotonic() - start, 1), "seed": seed,
             "failed": re.findall(r"^FAILED (\S+)", text, flags=re.M),
             "summary": summary[-1] if summary else None, "log": str(log.relative_to(ROOT))}
 
