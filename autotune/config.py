@@ -82,6 +82,7 @@ class SamplerConfig:
     # Warm starts, measured first in this order (autotune/search/warm_starts.py):
     neighbour_trials: int = 2  # best configs of each nearest already-tuned bucket (below, above)
     warm_start_default: bool = True  # vLLM's default config for the bucket
+    warm_start_compared: bool = True  # the entry of compare_with='s file that vLLM would take
     warm_start_file: Optional[str] = None  # a vLLM config file (e.g. another GPU's): nearest entry
     prior_trials: int = 2  # top configs of the prior learned from other GPUs and shapes
     # The prior's sources (autotune/search/prior.py): vLLM config files and/or recorded moe-grid-table/1

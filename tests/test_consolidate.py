@@ -18,6 +18,7 @@ from autotune.files.vllm import read_entries
 from autotune.plan import build_plan
 from autotune.problem import vllm_rules
 from autotune.problem.space import SearchSpace
+from autotune.search.prior import nearest_config
 from autotune.run.tune import tune
 from autotune.study.records import Record, StudyAttr, read_records
 from tests.conftest import GRIDS, VLLM_CONFIGS, compose, replay_args
@@ -135,6 +136,9 @@ def test_entries_are_the_fastest_retimed_finalist_or_vllms_default(tmp_path):
         finalists = [r.config for r in pick_finalists(read_records(study), M, BLOCK, 3)[0]]
         # The finalists, the default and the file's entry (as it runs), each in 2 rounds.
         file_runs_as = vllm_rules.runs_as(vllm_rules.nearest_entry(shipped, M), BLOCK)
+        # The file's entry was measured in the search too (a warm start), not only re-timed.
+        assert SearchSpace.key(nearest_config(plan.space, file_runs_as)) in {
+            SearchSpace.key(r.config) for r in read_records(study)}
         contenders = {SearchSpace.key(c) for c in [*finalists, default, file_runs_as]}
         at_M = [k for m, k in retimed if m == M]
         assert set(at_M) == contenders

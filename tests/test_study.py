@@ -79,6 +79,19 @@ def test_warm_starts_come_in_order_neighbours_default_file_prior_each_once():
     assert all(SPACE.violation(c) is None for _, c in warm)
 
 
+def test_the_compared_files_entry_is_measured_right_after_vllms_default():
+    # The entry vLLM would take for M=16 from the file the run is compared with (its "8" and
+    # "24" keys are equally near 16: vLLM takes the smaller), BLOCK_SIZE_K clamped as vLLM runs it.
+    compared = {8: cfg(BLOCK_SIZE_N=32, BLOCK_SIZE_K=256), 24: cfg(num_stages=5), 64: cfg()}
+    settings = SamplerConfig(prior_trials=1)
+    warm = first_trials(SPACE, H200, 16, settings, compared=compared)
+    assert [s for s, _ in warm] == ["vllm_default", "compared", "prior"]
+    assert warm[1][1] == cfg(BLOCK_SIZE_N=32, BLOCK_SIZE_K=128)
+    settings.warm_start_compared = False
+    assert "compared" not in [s for s, _ in first_trials(SPACE, H200, 16, settings,
+                                                         compared=compared)]
+
+
 def test_warm_starts_are_measured_first_and_skip_what_the_study_already_holds(bench):
     settings = SamplerConfig(prior_trials=2)
     warm = first_trials(SPACE, H200, 64, settings)

@@ -171,7 +171,8 @@ def _warm_starts(plan: Plan, M: int, studies: RunStudies):
     tuned = {m: read_records(study) for m, study in studies.siblings(plan.study(M).run).items()
              if m != M}
     return first_trials(plan.space, plan.device.name, M, plan.cfg.sampler, tuned,
-                        prior_files=plan.prior_sources if plan.cfg.sampler.prior_trials > 0 else None)
+                        prior_files=plan.prior_sources if plan.cfg.sampler.prior_trials > 0 else None,
+                        compared=plan.comparison.entries if plan.comparison else None)
 
 
 def _describe_study(study: optuna.Study, plan: Plan, M: int) -> None:

@@ -4,9 +4,13 @@ In this order, each config once:
 1. the best configs of the nearest already-tuned buckets of the same study set (below and above M):
    neighbouring batch sizes share their winners more often than not;
 2. vLLM's default config for the bucket (the baseline the tuned entry must beat);
-3. the entry nearest to M of a vLLM config file the user names (e.g. one for another GPU), as the
+3. the entry vLLM would take for M from the file the run is compared with (compare_with=, vLLM's
+   shipped file for this GPU, say): the tuned entry is judged against it, so it is measured,
+   never left to chance (a mixtral M=128 tune on an H200 missed it in 32 trials and wrote an
+   entry 2.5% slower than the shipped one);
+4. the entry nearest to M of a vLLM config file the user names (e.g. one for another GPU), as the
    nearest config of the space;
-4. the top of the prior ranking learned from vLLM's shipped files and recorded tables of other
+5. the top of the prior ranking learned from vLLM's shipped files and recorded tables of other
    GPUs and shapes.
 Configs the space excludes are dropped; the study also skips ones it has already measured.
 """
@@ -36,12 +40,14 @@ WarmStart = tuple[str, Config]
 
 def first_trials(space: SearchSpace, device_name: str, M: int, cfg: SamplerConfig,
                  tuned: Optional[Mapping[int, Sequence[Record]]] = None,
-                 prior_files: Optional[Sequence[PriorSource]] = None) -> list[WarmStart]:
+                 prior_files: Optional[Sequence[PriorSource]] = None,
+                 compared: Optional[Mapping[int, Config]] = None) -> list[WarmStart]:
     """The warm starts of bucket M, in the order they should be measured.
 
     tuned: the measured trials of other buckets of the same GPU, shape and space, by M.
     prior_files: the sources to learn the prior from (None: as cfg.prior_files and
     cfg.prior_source say).
+    compared: the entries of the file the run is compared with (compare_with=), if any.
     """
     out: list[WarmStart] = []
     seen: set[tuple] = set()
@@ -58,6 +64,9 @@ def first_trials(space: SearchSpace, device_name: str, M: int, cfg: SamplerConfi
     shape = space.context.shape
     if cfg.warm_start_default:
         add("vllm_default", vllm_rules.default_config(M, shape.E, shape.dtype, shape.block_shape))
+    if compared and cfg.warm_start_compared:
+        entry = vllm_rules.runs_as(vllm_rules.nearest_entry(compared, M), shape.block_shape)
+        add("compared", nearest_config(space, entry))
     if cfg.warm_start_file:
         user = load_warm_start_file(cfg.warm_start_file)
         add("file", nearest_config(space, vllm_rules.nearest_entry(user.entries, M)))
