@@ -86,6 +86,8 @@ def run(cfg: Config) -> None:
               f"{stats['compile_wait_seconds']:.1f} s waiting for compiles "
               f"(GPU idle {100 * stats['idle_share']:.0f}%), {stats['compiled']} compiles, "
               f"{stats['worker_restarts']} worker restarts")
+    if result.wall_time:
+        print(wall_time_line(result.wall_time))
     for written in result.written:
         print(written.describe())
     if result.report_dir:
@@ -116,6 +118,21 @@ def bucket_line(outcome, entry: Optional[dict], settled: Optional[dict]) -> str:
     if best is None:
         return "no feasible config"
     return f"{best.us:9.2f} us  {best.config}  (first pass; no entry written)"
+
+
+def wall_time_line(seconds: dict) -> str:
+    """`wall time 52.3 s: start-up 8.1, search 30.2 (compile wait 5.0), ...`."""
+    parts = []
+    for name, s in seconds.items():
+        if name in ("total", "compile wait"):
+            continue
+        wait = seconds.get("compile wait") if name == "search" else None
+        parts.append(f"{name} {s:.1f}" + (f" (compile wait {wait:.1f})" if wait else ""))
+    timed = sum(s for name, s in seconds.items() if name not in ("total", "compile wait"))
+    total = seconds.get("total")
+    if total is None:
+        return "wall time by phase: " + ", ".join(parts)
+    return f"wall time {total:.1f} s: " + ", ".join(parts + [f"other {max(0.0, total - timed):.1f}"])
 
 
 def resume_hint() -> str:

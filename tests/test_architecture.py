@@ -1,7 +1,7 @@
 """The package's shape: each part imports only the parts below it, and functions stay short.
 
 The layers, lowest first (a part may import itself and what is listed before it):
-errors, lifetime, config -> problem (vLLM's rules, shape, device, space) -> kernel ->
+errors, wall_clock, lifetime, config -> problem (vLLM's rules, shape, device, space) -> kernel ->
 bench.protocol -> files -> bench -> study -> search -> consolidate -> plan -> report -> run ->
 evaluate -> the commands (check, __main__).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "autotune"
 # bench.protocol (the Measurement and the Benchmarker Protocol) is the seam itself and imports
 # nothing: the recorded tables (files) hold Measurements, the benchmarkers (bench) read tables.
-LAYERS = ["errors", "lifetime", "config", "problem", "kernel", "bench.protocol", "files", "bench",
+LAYERS = ["errors", "wall_clock", "lifetime", "config", "problem", "kernel", "bench.protocol", "files", "bench",
           "study", "search", "consolidate", "plan", "report", "run", "evaluate", "check",
           "__main__"]
 MAX_FUNCTION_LINES = 60

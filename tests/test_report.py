@@ -4,6 +4,7 @@ alone, and the studies read by optuna-dashboard."""
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from autotune import wall_clock
 from autotune.files.check import check_file
 from autotune.files.vllm import read_entries
 from autotune.problem import vllm_rules
@@ -199,3 +201,20 @@ def test_a_cpu_run_on_the_interpreter_writes_the_file_and_the_report(tmp_path):
     md = (folder / "report.md").read_text()
     assert "say nothing about GPU speed" in md and "| 4 | 1 |" in md  # the midpoint of 1 and 8
     assert len(list(folder.glob("*.png"))) == 3
+
+
+def test_a_run_prints_its_wall_time_by_phase_and_keeps_it_in_the_report(run):
+    tmp, result = run
+    line = next(x for x in result.stdout.splitlines() if x.startswith("wall time "))
+    total = float(re.match(r"wall time ([\d.]+) s: ", line).group(1))
+    phases = dict((m.group(1), float(m.group(2)))
+                  for m in re.finditer(r"([a-z-]+) ([\d.]+)", line.split(": ", 1)[1]))
+    assert {"start-up", "search", "re-timing", "correctness", "files", "report",
+            "other"} <= set(phases)
+    assert abs(sum(phases.values()) - total) < 0.1 * len(phases)  # rounding to 0.1 s each
+    stored = json.loads((tmp / "configs" / REPORT / "report.json").read_text())["wall_time"]
+    assert set(stored) - {"total", "compile wait"} <= set(wall_clock.PHASES)
+    assert "report" not in stored  # stored before the report was written
+    assert stored["total"] <= total
+    md = (tmp / "configs" / REPORT / "report.md").read_text()
+    assert "## Wall time of the last run" in md and "| start-up |" in md

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Optional
 
 import optuna
 
+from autotune import wall_clock
 from autotune.bench.protocol import Benchmarker
 from autotune.consolidate.compare import Comparison
 from autotune.consolidate.retime import retime, unique_configs
@@ -115,8 +116,9 @@ def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, bench: Opti
 
     start = time.perf_counter()
     baselines = [default] + ([file_entry["runs_as"]] if file_entry else [])
-    chosen, timed, drift = _retime_finalists(bench, records, chosen, baselines, M, shape.block_shape,
-                                             finalists, rounds)
+    with wall_clock.phase("re-timing"):
+        chosen, timed, drift = _retime_finalists(bench, records, chosen, baselines, M,
+                                                 shape.block_shape, finalists, rounds)
     timing = lambda config: timed[SearchSpace.key(config)]  # noqa: E731
 
     # Candidates for the entry: the finalists, and vLLM's default when the kernel runs it as is.
@@ -134,13 +136,8 @@ def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, bench: Opti
         c.update(timing(c["config"]))
         if SearchSpace.key(vllm_rules.kernel_config(c["config"])) == SearchSpace.key(default):
             c["source"] = "vllm_default"
-    entry = None
-    for c in sorted((c for c in candidates if c["us"] is not None), key=lambda c: c["us"]):
-        c["verified"] = bench.verify(c["config"], M)
-        if c["verified"] is not False:
-            entry = c
-            break
-        log.warning("M=%d: %s gave wrong results; not written", M, c["config"])
+    with wall_clock.phase("correctness"):
+        entry = _first_correct(bench, candidates, M)
 
     result = Consolidation(
         inputs=inputs, M=M, measured=len(records), rounds=rounds, entry=entry,
@@ -151,6 +148,16 @@ def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, bench: Opti
     if entry is not None:
         _log_bucket(result)  # once, when settled (a later lookup returns the stored result)
     return result
+
+
+def _first_correct(bench: Benchmarker, candidates: list[dict], M: int) -> Optional[dict]:
+    """The fastest re-timed candidate whose outputs the benchmarker finds right."""
+    for c in sorted((c for c in candidates if c["us"] is not None), key=lambda c: c["us"]):
+        c["verified"] = bench.verify(c["config"], M)
+        if c["verified"] is not False:
+            return c
+        log.warning("M=%d: %s gave wrong results; not written", M, c["config"])
+    return None
 
 
 def _retime_finalists(bench: Benchmarker, records: list[Record], chosen: list[Record],

@@ -8,6 +8,7 @@ from typing import Optional
 
 import optuna
 
+from autotune import wall_clock
 from autotune.bench.protocol import Benchmarker
 from autotune.consolidate.retime import retime
 from autotune.problem.space import Config, SearchSpace
@@ -44,7 +45,8 @@ def check_midpoints(studies: dict[int, optuna.Study], entries: dict[int, Config]
         if SearchSpace.key(entries[a]) == SearchSpace.key(entries[b]):
             served = neighbour = {"us": None, "reason": "same config"}
         else:
-            served, neighbour = retime(bench, [entries[a], entries[b]], m, rounds)
+            with wall_clock.phase("midpoints"):
+                served, neighbour = retime(bench, [entries[a], entries[b]], m, rounds)
         result = {"inputs": inputs, "M": m, "served_by": a, "neighbour": b, "served": served,
                   "neighbour_timing": neighbour, "neighbour_better": _better(served, neighbour),
                   "seconds": time.perf_counter() - start}

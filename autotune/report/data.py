@@ -55,6 +55,8 @@ def collect(storage: optuna.storages.BaseStorage, study_names: list[str],
         "buckets": buckets,
         "midpoints": midpoints,
         "summary": _summary(buckets, midpoints),
+        # The last run's wall time by phase (autotune/wall_clock.py), up to this report.
+        "wall_time": studies[min(studies)].user_attrs.get(StudyAttr.WALL_TIME),
     }
 
 

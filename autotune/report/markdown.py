@@ -21,7 +21,7 @@ def _config(c: Optional[dict]) -> str:
 
 
 def render_markdown(data: dict[str, Any], plots_note: Optional[str] = None) -> str:
-    lines = _header(data) + _entries(data) + _between_buckets(data)
+    lines = _header(data) + _wall_time(data) + _entries(data) + _between_buckets(data)
     lines += ["", "## Plots", ""]
     lines += ([plots_note] if plots_note else
               ["![latency per bucket](latency.png)", "", "![speedup per bucket](speedup.png)", "",
@@ -75,6 +75,23 @@ def _header(data: dict[str, Any]) -> list[str]:
                 f"{b['infeasible']} | {b['excluded']} | {b['seconds']:.1f} |")
         lines.append(row)
 
+    return lines
+
+
+def _wall_time(data: dict[str, Any]) -> list[str]:
+    """Where the last run's wall time went, phase by phase, up to writing this report."""
+    seconds = data.get("wall_time")
+    if not seconds:
+        return []
+    lines = ["", "## Wall time of the last run", "",
+             "Seconds by phase, from the process's start to the files written (this report's own "
+             "time, and the plots', are in the run's last line). Compile wait is the part of the "
+             "search and re-timing the GPU spent waiting for Triton compiles.", "",
+             "| phase | seconds |", "|---|---:|"]
+    lines += [f"| {'of which ' if name == 'compile wait' else ''}{name} | {s:.1f} |"
+              for name, s in seconds.items() if name != "total"]
+    if "total" in seconds:
+        lines.append(f"| **total** | **{seconds['total']:.1f}** |")
     return lines
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from autotune import wall_clock
 from autotune.bench import Benchmarker
 from autotune.bench.protocol import Reporting, Speculating
 from autotune.consolidate.entries import consolidate
@@ -58,6 +59,7 @@ def work(plan: Plan, studies: RunStudies, bench: Benchmarker, *, first: int = 0,
     so runs sharing the storage (workers, cluster jobs) finish together and take over the work
     of a run that dies.
     """
+    wall_clock.mark_started()
     outcomes = {} if outcomes is None else outcomes
     pending = plan.buckets[first:] + plan.buckets[:first]
     priors: dict[int, Optional[np.ndarray]] = {}

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+from autotune import wall_clock
 from autotune.consolidate.finalists import Consolidation
 from autotune.errors import UserError
 from autotune.files.names import config_file_name, sglang_subdir
@@ -16,7 +17,7 @@ from autotune.problem.space import SearchSpace
 from autotune.report.data import collect
 from autotune.report.write import write_report
 from autotune.run.result import TuneResult, read_outcomes
-from autotune.study.records import BucketOutcome
+from autotune.study.records import BucketOutcome, StudyAttr
 from autotune.study.run_studies import RunStudies
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,28 @@ def finish(result: TuneResult, studies: RunStudies,
     plan = result.plan
     result.outcomes = read_outcomes(plan, studies, this_run)
     result.settled = settled_entries(studies, result.entries)
-    result.written = write_config_files(plan, result.entries, result.outcomes)
+    with wall_clock.phase("files"):
+        result.written = write_config_files(plan, result.entries, result.outcomes)
     result.files = [w.path for w in result.written]
     result.output_path = result.files[0] if result.files else None
-    result.report_dir = _write_report(plan, studies)
+    _store_wall_time(studies, plan.buckets, result.bench_stats)
+    with wall_clock.phase("report"):
+        result.report_dir = _write_report(plan, studies)
+    result.wall_time = {**wall_clock.seconds(), **_compile_wait(result.bench_stats)}
+
+
+def _store_wall_time(studies: RunStudies, buckets: list[int], bench_stats: dict) -> None:
+    """This run's wall time so far (all but the report's own), for the report to show."""
+    held = studies.existing(buckets)
+    if held:
+        held[min(held)].set_user_attr(StudyAttr.WALL_TIME,
+                                      {**wall_clock.seconds(), **_compile_wait(bench_stats)})
+
+
+def _compile_wait(bench_stats: dict) -> dict:
+    """Time the GPU waited for compiles (within search and re-timing), where measured."""
+    wait = bench_stats.get("compile_wait_seconds")
+    return {"compile wait": round(wait, 2)} if wait is not None else {}
 
 
 def settled_entries(studies: RunStudies, entries: dict[int, dict[str, int]]) -> dict[int, dict]:

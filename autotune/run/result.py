@@ -27,6 +27,7 @@ class TuneResult:
     report_dir: Optional[Path] = None
     interrupted: bool = False
     bench_stats: dict = field(default_factory=dict)  # measuring/compile/idle time, restarts
+    wall_time: dict = field(default_factory=dict)  # seconds by phase (autotune/wall_clock.py)
     problems: list[str] = field(default_factory=list)  # workers that failed, said on stderr
     complete: bool = True  # every bucket finished (False: rerun to resume)
 

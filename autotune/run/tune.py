@@ -16,6 +16,7 @@ import optuna
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from autotune import wall_clock
 from autotune.bench import Benchmarker, open_benchmarker
 from autotune.bench.protocol import Reporting
 from autotune.plan import Plan
@@ -36,6 +37,7 @@ def tune(plan: Plan, bench: Optional[Benchmarker] = None) -> TuneResult:
     Workers open their own benchmarkers, so it cannot be given with workers > 1.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    wall_clock.reset()
     if plan.cfg.workers > 1:
         if bench is not None:
             raise ValueError("workers > 1 measure with their own benchmarkers: pass no bench")
@@ -59,9 +61,10 @@ def _tune_here(plan: Plan, storage: optuna.storages.BaseStorage, bench: Benchmar
     try:
         # Log lines clear the progress bar and are written above it, not onto its line.
         with graceful_stop(), logging_redirect_tqdm():
-            work(plan, studies, bench, outcomes=outcomes,
-                 on_measured=lambda r: _progress(bar, r),
-                 on_bucket=lambda: _recount(bar, studies.tuned, budget))
+            with wall_clock.phase("search"):  # a bucket's re-timing and checks count apart
+                work(plan, studies, bench, outcomes=outcomes,
+                     on_measured=lambda r: _progress(bar, r),
+                     on_bucket=lambda: _recount(bar, studies.tuned, budget))
             bar.close()
             result.entries = consolidate_plan(plan, studies, bench)
             check_stop()

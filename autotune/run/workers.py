@@ -28,6 +28,7 @@ from typing import Optional
 import optuna
 from tqdm import tqdm
 
+from autotune import wall_clock
 from autotune.bench import open_benchmarker
 from autotune.config import Config
 from autotune.errors import EXIT_INTERRUPTED, UserError
@@ -52,6 +53,7 @@ def run_workers(plan: Plan):
     pins = gpu_pins(plan, n)
     studies = plan.studies(open_storage(plan.storage))  # creates the tables before workers race
     before = {o.M: len(o.records) for o in read_outcomes(plan, studies)}
+    wall_clock.mark_started()  # the workers' own start-up counts in the parent's search
     ctx = multiprocessing.get_context("spawn")
     procs = []
     for i in range(n):
@@ -64,7 +66,7 @@ def run_workers(plan: Plan):
     budget = bucket_budget(plan)
     bar = tqdm(total=budget * len(plan.buckets), unit="trial", file=sys.stderr,
                disable=not plan.cfg.progress, dynamic_ncols=True, desc=f"{n} workers")
-    with graceful_stop(quiet=True):
+    with graceful_stop(quiet=True), wall_clock.phase("search"):
         try:
             while any(p.is_alive() for p in procs) and not STOP.is_set():
                 STOP.wait(1.0)

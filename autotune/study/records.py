@@ -44,6 +44,7 @@ class StudyAttr:
     BENCHMARK = "benchmark"
     CONSOLIDATION = "consolidation"  # the bucket's entry and how it was chosen
     MIDPOINT = "midpoint"  # the check at the batch size between this key and the next
+    WALL_TIME = "wall_time"  # the last run's wall time by phase (on its smallest bucket's study)
 
 
 class StopReason(str, Enum):

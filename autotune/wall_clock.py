@@ -1,0 +1,71 @@
+"""Where a run's wall time goes, by phase: timed where the work is done, summed per process.
+
+A phase nested in another (a bucket's re-timing inside the bucket loop) counts for itself only,
+so the phases add up to the time they cover. Start-up is the time from the process's start
+(interpreter, imports, the plan, CUDA, the measuring worker) to the first bucket. Each process
+has its own clock: with workers=N the parent's search is its workers' whole run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+# In the order a run goes through them (the report and the summary line keep it).
+PHASES = ("start-up", "search", "re-timing", "correctness", "midpoints", "files", "report")
+
+_seconds: dict[str, float] = {}
+_stack: list[list] = []  # [name, time the innermost phase last resumed]
+
+
+def reset() -> None:
+    """A new run in this process: forget the phases of an earlier one."""
+    _seconds.clear()
+    _stack.clear()
+
+
+def mark_started() -> None:
+    """The run's first bucket begins: what the process spent until now is its start-up."""
+    if "start-up" not in _seconds:
+        age = process_age()
+        _seconds["start-up"] = age if age is not None else 0.0
+
+
+@contextmanager
+def phase(name: str) -> Iterator[None]:
+    now = time.monotonic()
+    if _stack:
+        outer = _stack[-1]
+        _seconds[outer[0]] = _seconds.get(outer[0], 0.0) + now - outer[1]
+    _stack.append([name, now])
+    try:
+        yield
+    finally:
+        now = time.monotonic()
+        _, resumed = _stack.pop()
+        _seconds[name] = _seconds.get(name, 0.0) + now - resumed
+        if _stack:
+            _stack[-1][1] = now
+
+
+def seconds() -> dict[str, float]:
+    """The phases timed so far, in run order, and the process's age as `total`."""
+    out = {p: round(_seconds[p], 2) for p in PHASES if p in _seconds}
+    age = process_age()
+    if age is not None:
+        out["total"] = round(age, 2)
+    return out
+
+
+def process_age() -> Optional[float]:
+    """Seconds since this process started (Linux: /proc), None where that cannot be read."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))

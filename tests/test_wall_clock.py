@@ -1,0 +1,35 @@
+"""Where a run's wall time goes: phases partition the time they cover (the run's line and report:
+tests/test_report.py)."""
+
+import time
+
+from autotune import wall_clock
+
+
+def test_a_nested_phase_counts_for_itself_only_and_the_two_cover_the_whole():
+    wall_clock.reset()
+    start = time.monotonic()
+    with wall_clock.phase("search"):
+        time.sleep(0.05)
+        with wall_clock.phase("re-timing"):
+            time.sleep(0.05)
+        time.sleep(0.05)
+    whole = time.monotonic() - start
+    timed = wall_clock.seconds()
+    # However loaded the machine, sleeps only last longer: lower bounds, and an exact partition.
+    assert timed["search"] >= 0.1 and timed["re-timing"] >= 0.05
+    assert abs(timed["search"] + timed["re-timing"] - whole) < 0.02
+    assert list(timed)[:2] == ["search", "re-timing"]  # run order, whatever order they ran in
+    wall_clock.reset()
+    assert "search" not in wall_clock.seconds()
+
+
+def test_start_up_is_the_process_age_at_the_first_bucket():
+    wall_clock.reset()
+    age = wall_clock.process_age()
+    assert age is not None and 0 < age < 24 * 3600
+    wall_clock.mark_started()
+    first = wall_clock.seconds()["start-up"]
+    wall_clock.mark_started()  # a second bucket loop (the workers' share) does not move it
+    assert wall_clock.seconds()["start-up"] == first >= age
+    assert wall_clock.seconds()["total"] >= first
