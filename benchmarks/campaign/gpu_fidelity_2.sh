@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# GPU campaign (one H200), session 6: the fidelity fixes measured end to end, and a whole run's
+# wall time by phase. Layer-stack timing (the default) throughout. Two device calls, back to back
+# on the same warm machine (results kept in /tmp/s6 between them, packed into $OUT each time):
+#   PHASE=1 benchmarks/campaign/gpu_fidelity_2.sh  # qwen3-30B fp8 block tune (cold Triton cache),
+#                                                 # its grid at M = 1, 16; qwen3-30B bf16 tune A
+#   PHASE=2 benchmarks/campaign/gpu_fidelity_2.sh  # qwen3-30B bf16 tune B (other seeds, another
+#                                                 # process); mixtral bf16; the comparisons
+# Every step is bounded (SIGINT first: a run writes what it settled; SIGKILL 15 s later).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+source benchmarks/campaign/setup.sh
+export TRITON_CACHE_DIR=/tmp/s6/triton  # empty on a fresh machine: the first tune starts cold
+R=/tmp/s6; mkdir -p "$R"
+SHIPPED=benchmarks/fidelity_h200/shipped
+QWEN_BF16="$SHIPPED/E=128,N=768,device_name=NVIDIA_H200.json"
+MIXTRAL_BF16="$SHIPPED/E=8,N=7168,device_name=NVIDIA_H200.json"
+QWEN_FP8="autotune/vllm_configs/E=128,N=768,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
+FP8=(shape.dtype=fp8_w8a8 "shape.block_shape=[128,128]")
+log() { echo "[$(date +%T)] $*" | tee -a "$R/campaign_$PHASE.log"; }
+
+tune() {  # tune TAG LIMIT SHAPE COMPARED key=value...
+  local tag=$1 limit=$2 shape=$3 compared=$4; shift 4
+  local out=$R/$tag; mkdir -p "$out"; smi >"$out/gpu_start.csv"
+  local t0=$(date +%s)
+  timeout -k 15 -s INT "$limit" python3 -m autotune shape=$shape device=auto progress=false \
+    "compare_with='$compared'" "storage=sqlite:///$out/studies.db" "output_dir=$out" "$@" \
+    >"$out/run.log" 2>&1
+  log "$tag rc=$? wall $(( $(date +%s) - t0 )) s ($*)"
+  smi >"$out/gpu_end.csv"; grep -v "INFO\]" "$out/run.log" | tail -5
+}
+
+compare() {  # compare TAG LIMIT compare.py-arguments...
+  local tag=$1 limit=$2; shift 2; local t0=$(date +%s)
+  timeout -k 10 "$limit" python3 benchmarks/campaign/compare.py --out "$R/$tag" "$@" \
+    >"$R/$tag.log" 2>&1
+  log "$tag rc=$? wall $(( $(date +%s) - t0 )) s"; tail -24 "$R/$tag.log"
+}
+
+smi | tee "$R/gpu_$PHASE.csv"
+python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$R/campaign_$PHASE.log"
+if [ "$PHASE" = 1 ]; then
+  tune qwen3_fp8 130 qwen3_30b_a3b_tp1 "$QWEN_FP8" "${FP8[@]}"
+  g=$R/qwen3_fp8_grid; mkdir -p "$g"; t0=$(date +%s)
+  timeout -k 15 -s INT 280 python3 -m autotune shape=qwen3_30b_a3b_tp1 "${FP8[@]}" device=auto \
+    sampler=grid pruner=screen "buckets=[1,16]" benchmark.compile_workers=14 progress=false \
+    storage=sqlite:///$g/grid.db output_dir=$g table_dir=$g/tables >"$g/grid.log" 2>&1
+  log "grid rc=$? wall $(( $(date +%s) - t0 )) s"; grep -v "INFO\]" "$g/grid.log" | tail -4
+  tune qwen3_bf16_a 150 qwen3_30b_a3b_tp1 "$QWEN_BF16" sampler.seed=0 benchmark.seed=0
+else
+  tune qwen3_bf16_b 140 qwen3_30b_a3b_tp1 "$QWEN_BF16" sampler.seed=1 benchmark.seed=1
+  compare qwen3_bf16_compare 130 --shape qwen3_30b_a3b_tp1 --shipped "$QWEN_BF16" --rounds 3 \
+    --tuned "a=$(ls $R/qwen3_bf16_a/E=*.json)" "b=$(ls $R/qwen3_bf16_b/E=*.json)"
+  compare qwen3_fp8_vs_grid 60 --shape qwen3_30b_a3b_tp1 --shipped "$QWEN_FP8" --buckets 1,16 \
+    --tuned "tuned=$(ls $R/qwen3_fp8/E=*.json)" --tables "$R/qwen3_fp8_grid/tables/*.json" \
+    --rounds 5 "${FP8[@]}"
+  tune mixtral_bf16 210 mixtral_8x7b_tp2 "$MIXTRAL_BF16"
+fi
+log "phase $PHASE done"
+tar czf "$OUT/s6_$PHASE.tgz" --exclude s6/triton -C /tmp s6
