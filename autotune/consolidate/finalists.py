@@ -65,14 +65,17 @@ class Consolidation:
 # First passes this close to the best one (or within twice its spread) are ties: those configs
 # are re-timed as finalists too.
 FINALIST_TIE = 0.01
+# With drift detected, the widened tie band may bring in up to this many times the asked number.
+WIDENED_MOST = 4
 
 
 # -- one bucket ------------------------------------------------------------------------------------
 def pick_finalists(records: Iterable[Record], M: int, block_shape: Optional[tuple[int, int]],
-                   n: int, tie: float = FINALIST_TIE) -> tuple[list[Record], list[dict]]:
+                   n: int, tie: float = FINALIST_TIE, most: Optional[int] = None
+                   ) -> tuple[list[Record], list[dict]]:
     """The n fastest measured configs the kernel runs exactly as written, and any others whose
-    first pass ties with the fastest's (up to 2n in all); also the faster ones passed over because
-    the kernel would rewrite or refuse them.
+    first pass ties with the fastest's (up to `most`, 2n unless given, in all); also the faster
+    ones passed over because the kernel would rewrite or refuse them.
 
     Ties join because a single first pass cannot order them: at decode sizes many configs lie
     within 1% of each other, and the one that wins the re-timing is not always among the n with
@@ -83,7 +86,7 @@ def pick_finalists(records: Iterable[Record], M: int, block_shape: Optional[tupl
     full = (r for r in records if r.candidate)  # pruned first looks are not finalists
     for r in sorted(full, key=lambda r: r.us):  # type: ignore[arg-type]
         ties = chosen and r.us <= chosen[0].us * (1 + max(tie, 2 * chosen[0].spread))
-        if len(chosen) >= 2 * n or (len(chosen) >= n and not ties):
+        if len(chosen) >= (most or 2 * n) or (len(chosen) >= n and not ties):
             break
         findings = check_entry(str(M), vllm_rules.kernel_config(r.config), block_shape)
         if findings:
@@ -179,7 +182,10 @@ def _retime_finalists(bench: Benchmarker, records: list[Record], chosen: list[Re
               if timed[SearchSpace.key(r.config)]["us"] and r.us]
     drift = statistics.median(ratios) if ratios else 1.0
     if drift > 1 + FINALIST_TIE:
-        wider, _ = pick_finalists(records, M, block_shape, n, tie=drift - 1 + FINALIST_TIE)
+        # Up to 4n: on an H200 the first three trials of a process read 8.7% fast (qwen3-30B fp8
+        # M=1), which puts five configs between them and the best config measured after them.
+        wider, _ = pick_finalists(records, M, block_shape, n, tie=drift - 1 + FINALIST_TIE,
+                                  most=WIDENED_MOST * n)
         if {r.number for r in wider} - {r.number for r in chosen}:
             log.info("M=%d: finalists re-timed %.1f%% slower than their first passes; re-timing "
                      "%d configs within that band", M, 100 * (drift - 1), len(wider))

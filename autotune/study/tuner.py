@@ -12,7 +12,8 @@
 - Pruning (optional): when the benchmarker can take a cheap first look (`Screening`) and the study
   has a pruner, the look is reported to it; a config it prunes (clearly slower than the incumbent)
   skips the full timing. The pruned trial keeps the look's time, so samplers still learn from it.
-- Stopping: the budget of measurements, a patience rule, or an exhausted space.
+- Stopping: the budget of measurements, a patience rule (once the best config's GROUP_SIZE_M
+  variants are measured too), or an exhausted space.
 """
 
 from __future__ import annotations
@@ -200,13 +201,30 @@ class BucketTuner:
             return StopReason.BUDGET
         # The exhaustive grid measures everything: patience would cut a recorded table short.
         if (self.patience and not self.exhaustive
-                and _since_improvement(records) >= self.patience):
+                and _since_improvement(records) >= self.patience and not self._polish(records)):
             return StopReason.PATIENCE
         if self.stop_when is not None and self.stop_when(records):
             return StopReason.STOP_RULE
         if self._space_exhausted():
             return StopReason.SPACE_EXHAUSTED
         return StopReason.SHARED if self._room <= 0 else None
+
+    def _polish(self, records: list[Record]) -> bool:
+        """Before a patience stop: queue the best config's unmeasured GROUP_SIZE_M variants; True
+        while any is left to measure.
+
+        The GP takes them for near-copies of the best (group_correlation) and seldom proposes
+        them, yet they differ by more than 1%: qwen3-30B fp8 M=1 on an H200, GROUP_SIZE_M 32 re-timed
+        at 25.87 us against GROUP_SIZE_M 1's 26.12 (the tune's pick) in a grid of 952 configs.
+        """
+        best = min((r for r in records if r.candidate), key=lambda r: r.us, default=None)
+        if best is None or self._room <= 0 or "GROUP_SIZE_M" not in self.space.params:
+            return False
+        variants = [{**best.config, "GROUP_SIZE_M": g} for g in self.space.params["GROUP_SIZE_M"]]
+        unmeasured = [c for c in variants if SearchSpace.key(c) not in self._seen
+                      and self.space.contains(c) and self.space.violation(c) is None]
+        self._enqueue(("polish", c) for c in unmeasured)  # skips those already queued
+        return bool(unmeasured)
 
     def _ask(self) -> Optional[optuna.Trial]:
         """A new trial stamped as this run's (None if another run failed it before we could)."""
