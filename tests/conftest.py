@@ -38,6 +38,13 @@ NEVER_READ = {
 }
 
 
+def bound(seconds: float) -> float:
+    """A time bound on waiting for real processes, scaled by this machine's load when the wait
+    starts: beside other work on a 2-core machine, a run takes several times as long."""
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    return seconds * max(1.0, load)
+
+
 def compose(*overrides: str):
     """The composed config, exactly as `python -m autotune` composes it."""
     from hydra import compose as hydra_compose
@@ -57,7 +64,7 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None
     full_env = {**os.environ, "HYDRA_FULL_ERROR": "", **(env or {})}
     full_env.pop("HYDRA_FULL_ERROR")
     return subprocess.run([sys.executable, "-m", "autotune", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=bound(timeout))
 
 
 def replay_args(tmp_path: Path, *extra: str) -> list[str]:

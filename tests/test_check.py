@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import NEVER_READ, VLLM_CONFIGS, VLLM_CONFIGS_ALL
+from tests.conftest import NEVER_READ, VLLM_CONFIGS, VLLM_CONFIGS_ALL, bound
 
 ENTRY = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": 128, "GROUP_SIZE_M": 1,
          "num_warps": 4, "num_stages": 3}
@@ -14,7 +14,7 @@ GOOD = "E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128]
 
 def check(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "autotune.check", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=bound(60))
 
 
 def test_accepts_every_shipped_file_and_warns_where_block_k_runs_as_128():

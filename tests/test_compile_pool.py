@@ -9,7 +9,7 @@ from autotune.bench.compile import RESERVED_WORKERS, CompilePool
 from autotune.bench.gpu import timer_spec
 from autotune.plan import build_plan
 from autotune.run.buckets import _prior, _speculate
-from tests.conftest import compose, replay_args
+from tests.conftest import bound, compose, replay_args
 
 CONFIGS = [{"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 32, "BLOCK_SIZE_K": bk, "GROUP_SIZE_M": 1,
             "num_warps": 4, "num_stages": stages} for bk in (32, 64) for stages in (2, 3)]
@@ -80,7 +80,7 @@ def test_a_process_that_used_a_pool_exits():
     # A `workers=N` worker is a spawned process with its own pool; it must end when its work does.
     proc = multiprocessing.get_context("spawn").Process(target=_use_a_pool_and_return)
     proc.start()
-    proc.join(timeout=120)
+    proc.join(timeout=bound(120))
     alive = proc.is_alive()
     if alive:
         proc.kill()

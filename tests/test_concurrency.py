@@ -21,6 +21,7 @@ from autotune.study.storage import open_storage
 from tests.conftest import (
     assert_complete_and_unrepeated,
     assert_file_holds_the_best_of_the_storage,
+    bound,
     measured_trials,
     storage_args,
     trials_by_study,
@@ -44,7 +45,7 @@ def start(tmp_path, url, *extra):
 
 def test_three_runs_started_together_share_the_studies(tmp_path, storage_url):
     procs = [start(tmp_path, storage_url, "trials=30", "buckets=[1,16,64]") for _ in range(3)]
-    results = [p.communicate(timeout=600) for p in procs]
+    results = [p.communicate(timeout=bound(600)) for p in procs]
     for p, (_out, err) in zip(procs, results):
         assert p.returncode == 0, err
         assert "Traceback" not in err and "locked" not in err, err
@@ -61,7 +62,7 @@ def test_four_sqlite_runs_on_one_study_never_see_a_locked_database(tmp_path):
     url = f"sqlite:///{tmp_path / 'studies.db'}"
     procs = [start(tmp_path, url, "trials=40", "buckets=[16]") for _ in range(4)]
     for p in procs:
-        out, err = p.communicate(timeout=600)
+        out, err = p.communicate(timeout=bound(600))
         assert p.returncode == 0 and "locked" not in err, err
     assert_complete_and_unrepeated(url, 40, 1)
 
@@ -70,7 +71,7 @@ def test_a_run_killed_beside_another_is_taken_over_and_a_rerun_has_nothing_left(
                                                                                storage_url):
     a = start(tmp_path, storage_url, "trials=40", "buckets=[1,16]")
     b = start(tmp_path, storage_url, "trials=40", "buckets=[1,16]")
-    deadline = time.time() + 120
+    deadline = time.time() + bound(120)
     while time.time() < deadline and a.poll() is None:
         counts = [len(t) for t in _measured_or_empty(storage_url).values()]
         if sum(counts) >= 10:
@@ -78,13 +79,13 @@ def test_a_run_killed_beside_another_is_taken_over_and_a_rerun_has_nothing_left(
         time.sleep(0.2)
     a.send_signal(signal.SIGKILL)
     a.wait()
-    out, err = b.communicate(timeout=600)
+    out, err = b.communicate(timeout=bound(600))
     assert b.returncode == 0, err
     assert_complete_and_unrepeated(storage_url, 40, 2)
     before = measured_trials(storage_url)
     rerun = subprocess.run([sys.executable, "-m", "autotune",
                             *storage_args(tmp_path, storage_url, "trials=40", "buckets=[1,16]")],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                           cwd=tmp_path, capture_output=True, text=True, timeout=bound(300))
     assert rerun.returncode == 0, rerun.stderr
     assert "40 measured (0 new)" in rerun.stdout
     assert measured_trials(storage_url) == before
@@ -148,4 +149,4 @@ def test_an_ownerless_trial_is_dead_only_after_the_grace_period(study):
 def test_this_process_never_fails_its_own_trial(study):
     trial = study.ask()
     trial.set_user_attr("worker", owner_stamp())
-    assert not is_dead(study.trials[0], now=time.time() + 10 * STALE_S)
+    assert not is_dead(study.trials[0], now=time.time() + bound(10) * STALE_S)

@@ -5,14 +5,14 @@ import os
 import subprocess
 import sys
 
-from tests.conftest import VLLM_CONFIGS
+from tests.conftest import VLLM_CONFIGS, bound
 
 RTX = "NVIDIA_RTX_PRO_6000_Blackwell_Server_Edition"
 ENTRY = {"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 64, "BLOCK_SIZE_K": 128, "GROUP_SIZE_M": 1,
          "num_warps": 4, "num_stages": 3}
 
 
-def check(*args, timeout=600):
+def check(*args, timeout=bound(600)):
     # Compiling for a target needs Triton's compiler, not its interpreter.
     env = {**os.environ, "TRITON_INTERPRET": "0"}
     return subprocess.run([sys.executable, "-m", "autotune.check", *args], env=env,

@@ -11,7 +11,7 @@ from autotune.evaluate.cli import load_settings, main
 from autotune.evaluate.core import Run, Settings, evaluate, load_groups, random_search
 from autotune.evaluate.stats import percentile
 from autotune.files.grid_table import expand_table_paths
-from tests.conftest import GRIDS
+from tests.conftest import GRIDS, bound
 
 TABLE_M16 = GRIDS / "NVIDIA_H200_E256_N512_K2048_fp8block_M16.json"
 
@@ -22,7 +22,7 @@ def summary(line: str) -> dict[str, float]:
 
 def run_module(*args: str, cwd=None):
     return subprocess.run([sys.executable, "-m", "autotune.evaluate", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=bound(300))
 
 
 def test_evaluation_runs_the_study_on_every_table_and_ends_in_a_parseable_summary(tmp_path):

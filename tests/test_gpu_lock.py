@@ -12,7 +12,7 @@ import time
 import uuid
 
 from autotune.run.gpu_lock import LOCK_DIR_ENV, TEST_GPU_ENV, lock_path
-from tests.conftest import measured_trials, replay_args
+from tests.conftest import bound, measured_trials, replay_args
 
 
 def wait_for(predicate, timeout: float) -> bool:
@@ -38,11 +38,11 @@ def test_a_second_run_on_the_same_gpu_is_refused_or_waits_for_the_first(tmp_path
     lock = lock_path(gpu)
     try:
         assert wait_for(lambda: lock.exists() and lock.read_text().startswith(f"{first.pid} "),
-                        120), "the first run did not take the GPU"
+                        bound(120)), "the first run did not take the GPU"
 
         refused = subprocess.run([sys.executable, "-m", "autotune", *replay_args(second_dir)],
                                  cwd=second_dir, env=env, capture_output=True, text=True,
-                                 timeout=120)
+                                 timeout=bound(120))
         assert refused.returncode == 2, refused.stderr
         [line] = refused.stderr.strip().splitlines()
         assert line.startswith(f"autotune: error: GPU {gpu} is being measured by pid {first.pid} "
@@ -57,11 +57,11 @@ def test_a_second_run_on_the_same_gpu_is_refused_or_waits_for_the_first(tmp_path
                                         *replay_args(second_dir, "wait_for_gpu=true")],
                                        cwd=second_dir, env=env, stdout=subprocess.DEVNULL,
                                        stderr=f)
-        assert wait_for(lambda: "waiting for GPU" in err.read_text(), 120), err.read_text()
+        assert wait_for(lambda: "waiting for GPU" in err.read_text(), bound(120)), err.read_text()
         assert first.poll() is None and not measured_trials(
             f"sqlite:///{second_dir / 'studies.db'}")  # it waits, measuring nothing
         os.kill(first.pid, signal.SIGKILL)  # the kernel releases the lock of a killed run
-        assert waiting.wait(timeout=300) == 0, err.read_text()
+        assert waiting.wait(timeout=bound(300)) == 0, err.read_text()
         assert f"waiting for GPU {gpu}, measured by pid {first.pid}" in err.read_text()
         assert lock.read_text().startswith(f"{waiting.pid} ")
     finally:

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import measured_trials, storage_args, trials_by_study
+from tests.conftest import bound, measured_trials, storage_args, trials_by_study
 
 # A killed run's children must be gone within this (the kernel's PDEATHSIG is immediate; the
 # bound tolerates a loaded 2-core machine).
@@ -74,11 +74,12 @@ def test_a_killed_workers_run_leaves_no_worker_behind_and_a_rerun_completes(tmp_
     url = f"journal:{tmp_path / 'studies.journal'}"
     args = storage_args(tmp_path, url, "trials=40", "buckets=[1,16,64]", "workers=2")
     run = start(["-m", "autotune", *args], tmp_path)
-    assert wait_for(lambda: len(measuring_owners(url)) == 2, 180), "the workers did not start"
+    assert wait_for(lambda: len(measuring_owners(url)) == 2, bound(180)), \
+        "the workers did not start"
     kill_parent_and_assert_no_child_survives(run, at_least=2)
     before = measured_trials(url)
     rerun = subprocess.run([sys.executable, "-m", "autotune", *args], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=600)
+                           capture_output=True, text=True, timeout=bound(600))
     assert rerun.returncode == 0, rerun.stderr
     after = measured_trials(url)
     for name, trials in before.items():  # nothing finished was lost
@@ -94,7 +95,8 @@ def test_a_killed_cpu_run_leaves_no_measuring_worker_behind(tmp_path, workers):
             f"output_dir={tmp_path / 'configs'}", "progress=false", f"workers={workers}"]
     run = start(args, tmp_path)
     # A trial stamped by each measuring process's owner: its measuring worker is up and timing.
-    assert wait_for(lambda: len(measuring_owners(url)) == workers, 300), "no trial was stamped"
+    assert wait_for(lambda: len(measuring_owners(url)) == workers, bound(300)), \
+        "no trial was stamped"
     kill_parent_and_assert_no_child_survives(run, at_least=2 * workers - (workers == 1))
 
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import GRIDS, replay_args, run_cli
+from tests.conftest import GRIDS, bound, replay_args, run_cli
 
 FILE = "E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
 LONG = "x" * 300
@@ -86,7 +86,7 @@ def test_evaluate_refuses_its_json_path_before_evaluating(tmp_path, where):
     path = {"under_a_file": tmp_path / "f" / "eval.json", "too_long": tmp_path / LONG,
             "a_folder": tmp_path / "d"}[where]
     result = subprocess.run([sys.executable, "-m", "autotune.evaluate", str(GRIDS), "--json",
-                             str(path)], capture_output=True, text=True, timeout=120)
+                             str(path)], capture_output=True, text=True, timeout=bound(120))
     assert result.returncode == 2 and result.stdout == ""  # nothing was evaluated
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"autotune.evaluate: error: --json {path}: ")

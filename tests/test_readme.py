@@ -10,6 +10,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from tests.conftest import bound
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,7 +39,7 @@ def test_the_first_screen_clones_installs_and_runs_from_another_folder(tmp_path)
     script = "set -euo pipefail\n" + "\n".join(commands) + "\n"
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=900)
+                            text=True, timeout=bound(900))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.startswith("usage: python -m autotune shape=PRESET device=PRESET")
     configs = tmp_path / "outputs" / "configs"

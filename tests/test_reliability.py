@@ -25,6 +25,7 @@ from autotune.study.storage import open_storage
 from tests.conftest import (
     GRIDS,
     assert_complete_and_unrepeated,
+    bound,
     expected_entries,
     measured_trials,
     run_cli,
@@ -97,11 +98,11 @@ def test_ctrl_c_at_random_moments_abandons_the_trial_writes_the_file_and_says_ho
     for _ in range(3):
         run = cli(tmp_path, url, "trials=25")
         target = count(url) + rng.randint(10, 40)
-        deadline = time.time() + 120
+        deadline = time.time() + bound(120)
         while count(url) < target and time.time() < deadline and run.poll() is None:
             time.sleep(0.2)
         run.send_signal(signal.SIGINT)
-        out, err = run.communicate(timeout=120)
+        out, err = run.communicate(timeout=bound(120))
         assert "Traceback" not in err, err
         if run.returncode == 0:  # the signal came while it was writing the files: it finished
             assert (tmp_path / "configs" / FILE).read_text() == expected_file(url)

@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 
 from autotune.files.check import check_file
-from tests.conftest import GRIDS, replay_args
+from tests.conftest import GRIDS, bound, replay_args
 
 FILE = "E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
 
@@ -68,7 +68,7 @@ def test_killed_run_resumes_without_losing_or_repeating_finished_trials(tmp_path
             *replay_args(tmp_path, "trials=40", "patience=null")]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
+    deadline = time.time() + bound(120)
     while time.time() < deadline:
         time.sleep(0.2)
         if db.exists() and _count_measured(db) >= 15:
@@ -78,7 +78,7 @@ def test_killed_run_resumes_without_losing_or_repeating_finished_trials(tmp_path
     before = measured(db)
     assert sum(map(len, before.values())) < 200, "the run finished before it could be killed"
 
-    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=bound(300))
     assert result.returncode == 0, result.stderr
     after = measured(db)
     for name, trials in after.items():
@@ -90,7 +90,7 @@ def test_killed_run_resumes_without_losing_or_repeating_finished_trials(tmp_path
 
 def _count_measured(db: Path) -> int:
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=bound(1))
         try:
             return con.execute("SELECT COUNT(*) FROM trial_user_attributes "
                                "WHERE key = 'measured'").fetchone()[0]
@@ -121,11 +121,11 @@ def test_after_ctrl_c_the_summary_counts_what_this_run_measured(tmp_path):
                                           "buckets=[16]")],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    deadline = time.time() + 120
+    deadline = time.time() + bound(120)
     while _count_measured(db) < 5 and time.time() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=bound(120))
     assert proc.returncode == 130, err
     n = sum(map(len, measured(db).values()))  # a fresh storage: every one is this run's
     assert 5 <= n < 300
@@ -140,7 +140,7 @@ def test_a_run_that_writes_no_file_exits_non_zero_and_says_why(tmp_path):
     args = [a for a in replay_args(tmp_path, "trials=3") if not a.startswith("benchmark.tables")]
     result = subprocess.run([sys.executable, "-m", "autotune", *args,
                              f"benchmark.tables=[{tmp_path / 'M1.json'}]"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=bound(300))
     assert result.returncode == 1
     assert "M=1       3 measured (3 new)  no feasible config" in result.stdout
     assert result.stderr.strip().splitlines() == [

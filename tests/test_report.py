@@ -17,7 +17,7 @@ from autotune.files.check import check_file
 from autotune.files.vllm import read_entries
 from autotune.problem import vllm_rules
 from autotune.problem.space import SearchSpace
-from tests.conftest import GRIDS, VLLM_CONFIGS, replay_args, run_cli
+from tests.conftest import GRIDS, VLLM_CONFIGS, bound, replay_args, run_cli
 
 FILE = "E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
 SGLANG = "triton_3_6_0/E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128, 128].json"
@@ -115,7 +115,7 @@ def test_report_command_remakes_the_report_from_the_storage_alone(run, tmp_path)
     tmp, _ = run
     result = subprocess.run([sys.executable, "-m", "autotune.report",
                              f"storage={tmp / 'studies.db'}", f"output_dir={tmp_path}"],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=bound(120))
     assert result.returncode == 0, result.stderr
     again, first = report_of(tmp_path / REPORT), report_of(tmp / "configs" / REPORT)
     again.pop("generated"), first.pop("generated")
@@ -144,7 +144,7 @@ def test_report_of_two_runs_for_one_file_asks_which(run, tmp_path):
 ])
 def test_report_command_refuses_bad_input_in_one_line(tmp_path, args, words):
     result = subprocess.run([sys.executable, "-m", "autotune.report", *args], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=bound(60))
     assert result.returncode == 2 and words in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 

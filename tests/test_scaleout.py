@@ -20,6 +20,7 @@ from autotune.study.storage import check_parallel_safe
 from tests.conftest import (
     assert_complete_and_unrepeated,
     assert_file_holds_the_best_of_the_storage,
+    bound,
     compose,
     measured_trials,
     storage_args,
@@ -46,8 +47,8 @@ def owners(url, measured_only=True):
             if "worker" in t.user_attrs and (t.user_attrs.get("measured") or not measured_only)}
 
 
-def wait_for(predicate, timeout=120):
-    deadline = time.time() + timeout
+def wait_for(predicate, timeout=None):
+    deadline = time.time() + (timeout or bound(120))
     while time.time() < deadline:
         try:
             if predicate():
@@ -60,7 +61,7 @@ def wait_for(predicate, timeout=120):
 
 def test_two_workers_share_the_buckets_and_write_one_file(tmp_path, storage_url):
     run = cli(tmp_path, storage_url, "trials=20", "workers=2")
-    out, err = run.communicate(timeout=600)
+    out, err = run.communicate(timeout=bound(600))
     assert run.returncode == 0, err
     assert_complete_and_unrepeated(storage_url, 20, 5)
     assert_file_holds_the_best_of_the_storage(tmp_path, storage_url)
@@ -73,7 +74,7 @@ def test_a_worker_killed_mid_study_is_taken_over_by_the_others(tmp_path, storage
     assert wait_for(lambda: len(owners(storage_url)) == 2), "the workers did not start"
     victim = min(owners(storage_url))
     os.kill(victim, signal.SIGKILL)
-    out, err = run.communicate(timeout=600)
+    out, err = run.communicate(timeout=bound(600))
     assert run.returncode == 0, err
     assert "was killed by SIGKILL" in err and "Traceback" not in err
     assert_complete_and_unrepeated(storage_url, 40, 3)  # its trial failed, its buckets finished
@@ -88,7 +89,7 @@ def test_a_run_killed_whole_mid_study_is_completed_by_a_rerun(tmp_path, storage_
     run.communicate()
     before = measured_trials(storage_url)
     rerun = cli(tmp_path, storage_url, "trials=40", "buckets=[1,16,64]", "workers=2")
-    out, err = rerun.communicate(timeout=600)
+    out, err = rerun.communicate(timeout=bound(600))
     assert rerun.returncode == 0, err
     after = measured_trials(storage_url)
     for name, trials in before.items():  # nothing finished was lost
@@ -103,7 +104,7 @@ def test_ctrl_c_stops_every_worker_cleanly_and_writes_what_is_done(tmp_path):
     assert wait_for(lambda: len(owners(url)) == 2 and
                     max(map(len, measured_trials(url).values())) >= 60)  # a bucket is settled
     os.killpg(run.pid, signal.SIGINT)  # as the terminal sends it: to the whole group
-    out, err = run.communicate(timeout=120)
+    out, err = run.communicate(timeout=bound(120))
     assert run.returncode == 130, err
     assert "Traceback" not in err
     assert "rerun the same command to resume" in err
@@ -120,7 +121,7 @@ def test_submitit_local_launcher_runs_jobs_that_share_the_studies(tmp_path):
                         f"hydra.sweep.dir={tmp_path / 'multirun'}")
     result = subprocess.run([sys.executable, "-m", "autotune", "-m",
                              "hydra/launcher=submitit_local", *args], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=bound(600))
     assert result.returncode == 0, result.stderr
     assert "Submitit 'local' sweep" in result.stdout + result.stderr
     logs = sorted((tmp_path / "multirun" / ".submitit").rglob("*_log.out"))
@@ -151,7 +152,7 @@ def test_cpu_workers_are_bounded_by_the_cores(tmp_path):
     cores = len(os.sched_getaffinity(0))
     result = subprocess.run([sys.executable, "-m", "autotune", *storage_args(
         tmp_path, f"journal:{tmp_path / 's.journal'}", "workers=1000")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        cwd=tmp_path, capture_output=True, text=True, timeout=bound(120))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"autotune: error: workers=1000: this run measures on the CPU, which has {cores} core(s) "
@@ -162,14 +163,14 @@ def test_cpu_workers_are_bounded_by_the_cores(tmp_path):
 def test_workers_must_be_positive(tmp_path):
     result = subprocess.run([sys.executable, "-m", "autotune", *storage_args(
         tmp_path, f"journal:{tmp_path / 's.journal'}", "workers=0", "dry_run=true")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        cwd=tmp_path, capture_output=True, text=True, timeout=bound(120))
     assert result.returncode == 2 and "workers=0: must be at least 1" in result.stderr
 
 
 def test_dry_run_names_the_shared_storage(tmp_path):
     result = subprocess.run([sys.executable, "-m", "autotune", *storage_args(
         tmp_path, f"journal:{tmp_path / 's.journal'}", "workers=2", "dry_run=true")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        cwd=tmp_path, capture_output=True, text=True, timeout=bound(120))
     assert result.returncode == 0, result.stderr
     assert f"storage    journal:{tmp_path / 's.journal'} (shared by 2 workers)" in result.stdout
     assert not (tmp_path / "s.journal").exists()  # a dry run touches nothing
