@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from autotune.consolidate.finalists import pick_finalists
+from autotune.consolidate.finalists import WIDENED_MOST, pick_finalists
 from autotune.consolidate.retime import retime
 from autotune.errors import UserError
 from autotune.files.check import check_entry, check_file
@@ -116,6 +116,8 @@ def test_first_passes_that_tie_with_the_best_join_the_finalists():
     # Never more than twice the asked number, ties or not.
     ties = [record_of(i, 10.0 + i / 1000) for i in range(1, 10)]
     assert len(pick_finalists(ties, 16, BLOCK, 2)[0]) == 4
+    # Unless a wider cap is given (the drift-widened pick: WIDENED_MOST times the asked number).
+    assert len(pick_finalists(ties, 16, BLOCK, 2, most=WIDENED_MOST * 2)[0]) == 8
 
 
 def test_entries_are_the_fastest_retimed_finalist_or_vllms_default(tmp_path):

@@ -6,6 +6,10 @@
 #                                                 # its grid at M = 1, 16; qwen3-30B bf16 tune A
 #   PHASE=2 benchmarks/campaign/gpu_fidelity_2.sh  # qwen3-30B bf16 tune B (other seeds, another
 #                                                 # process); mixtral bf16; the comparisons
+#   PHASE=3 benchmarks/campaign/gpu_fidelity_2.sh  # the grid's M=16 finished (resumed); fp8 vs grid
+#   PHASE=4 benchmarks/campaign/gpu_fidelity_2.sh  # a fresh machine, after the fixes (polish, wider
+#                                                 # drift band): fp8 M<=16 tuned again, against the
+#                                                 # grid and the first tune; bf16 A vs B again
 # Every step is bounded (SIGINT first: a run writes what it settled; SIGKILL 15 s later).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -47,14 +51,32 @@ if [ "$PHASE" = 1 ]; then
     storage=sqlite:///$g/grid.db output_dir=$g table_dir=$g/tables >"$g/grid.log" 2>&1
   log "grid rc=$? wall $(( $(date +%s) - t0 )) s"; grep -v "INFO\]" "$g/grid.log" | tail -4
   tune qwen3_bf16_a 150 qwen3_30b_a3b_tp1 "$QWEN_BF16" sampler.seed=0 benchmark.seed=0
-else
-  tune qwen3_bf16_b 140 qwen3_30b_a3b_tp1 "$QWEN_BF16" sampler.seed=1 benchmark.seed=1
-  compare qwen3_bf16_compare 130 --shape qwen3_30b_a3b_tp1 --shipped "$QWEN_BF16" --rounds 3 \
+elif [ "$PHASE" = 2 ]; then  # phase 1's steps ran into their bounds: resume A, then the rest
+  tune qwen3_bf16_a 80 qwen3_30b_a3b_tp1 "$QWEN_BF16" sampler.seed=0 benchmark.seed=0
+  tune qwen3_bf16_b 190 qwen3_30b_a3b_tp1 "$QWEN_BF16" sampler.seed=1 benchmark.seed=1
+  compare qwen3_bf16_compare 120 --shape qwen3_30b_a3b_tp1 --shipped "$QWEN_BF16" --rounds 3 \
     --tuned "a=$(ls $R/qwen3_bf16_a/E=*.json)" "b=$(ls $R/qwen3_bf16_b/E=*.json)"
-  compare qwen3_fp8_vs_grid 60 --shape qwen3_30b_a3b_tp1 --shipped "$QWEN_FP8" --buckets 1,16 \
+  compare qwen3_fp8_vs_grid 50 --shape qwen3_30b_a3b_tp1 --shipped "$QWEN_FP8" --buckets 1,16 \
     --tuned "tuned=$(ls $R/qwen3_fp8/E=*.json)" --tables "$R/qwen3_fp8_grid/tables/*.json" \
     --rounds 5 "${FP8[@]}"
-  tune mixtral_bf16 210 mixtral_8x7b_tp2 "$MIXTRAL_BF16"
+  tune mixtral_bf16 80 mixtral_8x7b_tp2 "$MIXTRAL_BF16" "buckets=[64,128,256]"
+elif [ "$PHASE" = 3 ]; then
+  g=$R/qwen3_fp8_grid; t0=$(date +%s)
+  timeout -k 15 -s INT 250 python3 -m autotune shape=qwen3_30b_a3b_tp1 "${FP8[@]}" device=auto \
+    sampler=grid pruner=screen "buckets=[1,16]" benchmark.compile_workers=14 progress=false \
+    storage=sqlite:///$g/grid.db output_dir=$g table_dir=$g/tables >"$g/grid_resume.log" 2>&1
+  log "grid resume rc=$? wall $(( $(date +%s) - t0 )) s"
+  compare qwen3_fp8_vs_grid_2 70 --shape qwen3_30b_a3b_tp1 --shipped "$QWEN_FP8" --buckets 1,16 \
+    --tuned "tuned=$(ls $R/qwen3_fp8/E=*.json)" --tables "$g/tables/*.json" --rounds 5 "${FP8[@]}"
+else  # PHASE=4: the session's files travel with the checkout (benchmarks/fidelity_h200/session6)
+  S=benchmarks/fidelity_h200/session6
+  tune qwen3_fp8_fixed 100 qwen3_30b_a3b_tp1 "$QWEN_FP8" "${FP8[@]}" "buckets=[1,2,4,8,16]"
+  compare qwen3_fp8_fixed_vs_grid 70 --shape qwen3_30b_a3b_tp1 --shipped "$QWEN_FP8" \
+    --buckets 1,2,4,8,16 --tuned "fixed=$(ls $R/qwen3_fp8_fixed/E=*.json)" \
+    "first=$(ls $S/qwen3_fp8/E=*.json)" --tables "benchmarks/tables/*E128_N768*.json" \
+    --rounds 5 "${FP8[@]}"
+  compare qwen3_bf16_compare_2 70 --shape qwen3_30b_a3b_tp1 --shipped "$QWEN_BF16" --rounds 5 \
+    --buckets 1,16,1536,2048 --tuned "a=$(ls $S/qwen3_bf16_a/E=*.json)" "b=$(ls $S/qwen3_bf16_b/E=*.json)"
 fi
 log "phase $PHASE done"
 tar czf "$OUT/s6_$PHASE.tgz" --exclude s6/triton -C /tmp s6
