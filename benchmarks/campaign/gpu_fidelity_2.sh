@@ -8,8 +8,8 @@
 #                                                 # process); mixtral bf16; the comparisons
 #   PHASE=3 benchmarks/campaign/gpu_fidelity_2.sh  # the grid's M=16 finished (resumed); fp8 vs grid
 #   PHASE=4 benchmarks/campaign/gpu_fidelity_2.sh  # a fresh machine, after the fixes (polish, wider
-#                                                 # drift band): fp8 M<=16 tuned again, against the
-#                                                 # grid and the first tune; bf16 A vs B again
+#                                                 # drift band): fp8 M = 1, 16 tuned again, against
+#                                                 # the grid and the first tune; bf16 A vs B again
 # Every step is bounded (SIGINT first: a run writes what it settled; SIGKILL 15 s later).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -70,13 +70,13 @@ elif [ "$PHASE" = 3 ]; then
     --tuned "tuned=$(ls $R/qwen3_fp8/E=*.json)" --tables "$g/tables/*.json" --rounds 5 "${FP8[@]}"
 else  # PHASE=4: the session's files travel with the checkout (benchmarks/fidelity_h200/session6)
   S=benchmarks/fidelity_h200/session6
-  tune qwen3_fp8_fixed 100 qwen3_30b_a3b_tp1 "$QWEN_FP8" "${FP8[@]}" "buckets=[1,2,4,8,16]"
-  compare qwen3_fp8_fixed_vs_grid 70 --shape qwen3_30b_a3b_tp1 --shipped "$QWEN_FP8" \
-    --buckets 1,2,4,8,16 --tuned "fixed=$(ls $R/qwen3_fp8_fixed/E=*.json)" \
+  tune qwen3_fp8_fixed 60 qwen3_30b_a3b_tp1 "$QWEN_FP8" "${FP8[@]}" "buckets=[1,16]"
+  compare qwen3_fp8_fixed_vs_grid 35 --shape qwen3_30b_a3b_tp1 --shipped "$QWEN_FP8" \
+    --buckets 1,16 --tuned "fixed=$(ls $R/qwen3_fp8_fixed/E=*.json)" \
     "first=$(ls $S/qwen3_fp8/E=*.json)" --tables "benchmarks/tables/*E128_N768*.json" \
     --rounds 5 "${FP8[@]}"
-  compare qwen3_bf16_compare_2 70 --shape qwen3_30b_a3b_tp1 --shipped "$QWEN_BF16" --rounds 5 \
-    --buckets 1,16,1536,2048 --tuned "a=$(ls $S/qwen3_bf16_a/E=*.json)" "b=$(ls $S/qwen3_bf16_b/E=*.json)"
+  compare qwen3_bf16_compare_2 30 --shape qwen3_30b_a3b_tp1 --shipped "$QWEN_BF16" --rounds 5 \
+    --buckets 1,1536,2048 --tuned "a=$(ls $S/qwen3_bf16_a/E=*.json)" "b=$(ls $S/qwen3_bf16_b/E=*.json)"
 fi
 log "phase $PHASE done"
 tar czf "$OUT/s6_$PHASE.tgz" --exclude s6/triton -C /tmp s6
