@@ -45,9 +45,11 @@ def one_run(index: int, busy: int, extra: list[str]) -> dict:
             p.kill()
             p.wait()
     text = log.read_text()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip() or None
     summary = [line for line in text.splitlines() if re.search(r"\d+ (passed|failed)", line)]
-    return {"run": index, "started": stamp, "rc": rc, "busy": busy, "cores": os.cpu_count(),
-            "seconds": round(time.monotonic() - start, 1), "seed": seed,
+    return {"run": index, "started": stamp, "commit": commit, "rc": rc, "busy": busy,
+            "cores": os.cpu_count(), "seconds": round(time.monotonic() - start, 1), "seed": seed,
             "failed": re.findall(r"^FAILED (\S+)", text, flags=re.M),
             "summary": summary[-1] if summary else None, "log": str(log.relative_to(ROOT))}
 
