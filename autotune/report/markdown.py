@@ -85,7 +85,7 @@ def _wall_time(data: dict[str, Any]) -> list[str]:
         return []
     lines = ["", "## Wall time of the last run", "",
              "Seconds by phase, from the process's start to the files written (this report's own "
-             "time, and the plots', are in the run's last line). Compile wait is the part of the "
+             "time, and the plots', are in the run's wall-time line). Compile wait is the part of the "
              "search and re-timing the GPU spent waiting for Triton compiles.", "",
              "| phase | seconds |", "|---|---:|"]
     lines += [f"| {'of which ' if name == 'compile wait' else ''}{name} | {s:.1f} |"
