@@ -1,10 +1,13 @@
-"""Would fewer re-timing rounds pick the same entries? Read from stored GPU studies, offline.
+"""Would fewer re-timing rounds, or fewer finalists, pick the same entries? Read from stored GPU
+studies, offline.
 
-For each bucket's stored consolidation, the finalists' re-timing samples (5 rounds each) are cut to
-the first K rounds; the finalist with the fastest K-round median is compared with the one the 5
-rounds chose, both judged by their 5-round medians.
+For each bucket's stored consolidation: with --rounds K, the re-timing samples (5 rounds each) are
+cut to the first K rounds; with --finalists F, only the F tuned finalists with the fastest first
+passes (no ties) compete, with vLLM's default. The pick is compared with the one made from all
+finalists and all rounds, both judged by their full re-timing medians.
 
     python benchmarks/fidelity_h200/retime_rounds.py --rounds 3 benchmarks/*/studies.db ...
+    python benchmarks/fidelity_h200/retime_rounds.py --finalists 2 benchmarks/*/studies.db ...
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import optuna
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=None, help="keep the first K rounds")
+    ap.add_argument("--finalists", type=int, default=None, help="keep the F first-pass best")
     ap.add_argument("storages", nargs="+", help="SQLite files of tuned studies")
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -33,13 +37,23 @@ def main() -> None:
                          if c.get("us") and c.get("samples")]
             if not finalists:
                 continue
-            pick = min(finalists, key=lambda c: statistics.median(c["samples"][:args.rounds]))
+            kept = _kept(finalists, args.finalists)
+            pick = min(kept, key=lambda c: statistics.median(c["samples"][:args.rounds]))
             best = min(finalists, key=lambda c: c["us"])
             losses.append(pick["us"] / best["us"] - 1)
-            timings += sum(len(c["samples"]) for c in finalists)
+            timings += sum(len(c["samples"][:args.rounds]) for c in kept)
         changed = sum(loss > 0 for loss in losses)
         print(f"| {db} | {len(losses)} | {changed} | {100 * max(losses):.2f}% | "
               f"{100 * sum(losses) / len(losses):.3f}% | {timings} |")
+
+
+def _kept(finalists: list[dict], count: int | None) -> list[dict]:
+    """The count tuned finalists with the fastest first passes, and the others (vLLM's default)."""
+    if count is None:
+        return finalists
+    tuned = sorted((c for c in finalists if c["source"] == "tuned" and c.get("first_pass_us")),
+                   key=lambda c: c["first_pass_us"])
+    return tuned[:count] + [c for c in finalists if c not in tuned]
 
 
 if __name__ == "__main__":
