@@ -117,6 +117,9 @@ class BenchmarkConfig:
     # What L2 holds when a call starts (autotune/bench/timing.py): hot (same weights every call,
     # as vLLM's tuner) | cold (rotate weight copies) | layers (a stack of layers, as serving runs)
     l2: str = "layers"
+    # layers: at least this many layers, each with its own routing and weights (the time averages
+    # over them); more layers also when the others' weights would not fill L2 three times over
+    min_layers: int = 4
     routing: str = "uniform"  # uniform | skewed
     routing_skew: float = 1.0  # exponent of the skewed (Zipf-like) expert popularity
     seed: int = 0

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from autotune.bench.replay import ReplayBenchmarker
-from autotune.config import MAX_BATCH_SIZE, VLLM_BUCKETS, Config, unknown_keys
+from autotune.config import MAX_BATCH_SIZE, VLLM_BUCKETS, BenchmarkConfig, Config, unknown_keys
 from autotune.consolidate.compare import Comparison, load_comparison
 from autotune.errors import UserError
 from autotune.files.names import config_file_name
@@ -235,6 +235,7 @@ def _check_settings(cfg: Config, kind: str) -> None:
         _check_positive("patience", cfg.patience)
     _check_positive("finalists", cfg.finalists)
     _check_positive("retime_rounds", cfg.retime_rounds)
+    _check_positive("benchmark.min_layers", cfg.benchmark.min_layers)
 
 
 def _benchmark(cfg: Config, kind: str, shape: MoEShape, device: DeviceSpec):
@@ -282,6 +283,8 @@ def benchmark_identity(cfg: Config, kind: str) -> dict[str, Any]:
                         routing=b.routing)
         if b.swap_ab != "auto":
             identity["swap_ab"] = b.swap_ab
+        if b.l2 == "layers" and b.min_layers != BenchmarkConfig.min_layers:
+            identity["min_layers"] = b.min_layers
         if b.routing != "uniform":
             identity["routing_skew"] = b.routing_skew
     return identity

@@ -62,11 +62,13 @@ def test_study_names_separate_everything_that_changes_the_answer():
         build_plan(compose("shape=qwen35_tp1", "device=h200"), probe_gpu=False),
         build_plan(compose("shape=qwen35_tp1", "device=h100", "benchmark.l2=cold"),
                    probe_gpu=False),
+        build_plan(compose("shape=qwen35_tp1", "device=h100", "benchmark.min_layers=16"),
+                   probe_gpu=False),
         build_plan(compose("shape=qwen35_tp1", "device=h100", "search_space=small"),
                    probe_gpu=False),
         build_plan(compose("shape=minimax_m25_tp4", "device=h100"), probe_gpu=False),
     ]
-    assert len({p.study_name(16) for p in [base, *others]}) == 5
+    assert len({p.study_name(16) for p in [base, *others]}) == 6
     assert base.study_name(16) != base.study_name(32)
     # Sampler settings do not change the answer: a rerun with another seed resumes the study.
     seeded = build_plan(compose("shape=qwen35_tp1", "device=h100", "sampler.seed=3"),
