@@ -21,25 +21,7 @@ QWEN_BF16="$SHIPPED/E=128,N=768,device_name=NVIDIA_H200.json"
 MIXTRAL_BF16="$SHIPPED/E=8,N=7168,device_name=NVIDIA_H200.json"
 QWEN_FP8="autotune/vllm_configs/E=128,N=768,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
 FP8=(shape.dtype=fp8_w8a8 "shape.block_shape=[128,128]")
-log() { echo "[$(date +%T)] $*" | tee -a "$R/campaign_$PHASE.log"; }
-
-tune() {  # tune TAG LIMIT SHAPE COMPARED key=value...
-  local tag=$1 limit=$2 shape=$3 compared=$4; shift 4
-  local out=$R/$tag; mkdir -p "$out"; smi >"$out/gpu_start.csv"
-  local t0=$(date +%s)
-  timeout -k 15 -s INT "$limit" python3 -m autotune shape=$shape device=auto progress=false \
-    "compare_with='$compared'" "storage=sqlite:///$out/studies.db" "output_dir=$out" "$@" \
-    >"$out/run.log" 2>&1
-  log "$tag rc=$? wall $(( $(date +%s) - t0 )) s ($*)"
-  smi >"$out/gpu_end.csv"; grep -v "INFO\]" "$out/run.log" | tail -5
-}
-
-compare() {  # compare TAG LIMIT compare.py-arguments...
-  local tag=$1 limit=$2; shift 2; local t0=$(date +%s)
-  timeout -k 10 "$limit" python3 benchmarks/campaign/compare.py --out "$R/$tag" "$@" \
-    >"$R/$tag.log" 2>&1
-  log "$tag rc=$? wall $(( $(date +%s) - t0 )) s"; tail -24 "$R/$tag.log"
-}
+source benchmarks/campaign/steps.sh
 
 smi | tee "$R/gpu_$PHASE.csv"
 python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$R/campaign_$PHASE.log"

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# GPU campaign (one H200), session 7: why GROUP_SIZE_M variants swap order between processes, and
-# the on-GPU check of session 6's last two fixes. Layer-stack timing throughout.
-#   PHASE=1 benchmarks/campaign/gpu_fidelity_3.sh  # placement.py (seeds, allocation shifts, 16
-#                                                 # layers), then gpu_fidelity_2.sh PHASE=4
-#   PHASE=2 benchmarks/campaign/gpu_fidelity_3.sh  # placement.py --quick again, in a second process
+# GPU campaign (one H200), session 7. Layer-stack timing throughout; results in /tmp/s7, packed
+# into $OUT after each phase (device calls back to back on one warm machine).
+#   PHASE=1  placement.py (do near-tied configs' order depend on routing seed, allocation, layer
+#            count?), then gpu_fidelity_2.sh PHASE=4 (session 6's last two fixes on the GPU)
+#   PHASE=2  first_reads.py in four processes (process warm-up off, on, off, on); then
+#            qwen3-30B bf16 tuned twice from empty storage, other seeds, separate processes
+#   PHASE=3  the two tunes re-timed together with vLLM's shipped file, in a third process
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source benchmarks/campaign/setup.sh
 export TRITON_CACHE_DIR=/tmp/s6/triton
 R=/tmp/s7; mkdir -p "$R"
-log() { echo "[$(date +%T)] $*" | tee -a "$R/campaign_$PHASE.log"; }
+QWEN_BF16="benchmarks/fidelity_h200/shipped/E=128,N=768,device_name=NVIDIA_H200.json"
+source benchmarks/campaign/steps.sh
 smi | tee "$R/gpu_$PHASE.csv"
 t0=$(date +%s)
 if [ "$PHASE" = 1 ]; then
@@ -17,10 +20,20 @@ if [ "$PHASE" = 1 ]; then
     2>&1 | tee "$R/placement_1.log" | grep -v "^$"
   log "placement 1 rc=$? wall $(( $(date +%s) - t0 )) s"
   PHASE=4 bash benchmarks/campaign/gpu_fidelity_2.sh 2>&1 | tail -60
+elif [ "$PHASE" = 2 ]; then
+  mkdir -p "$R/first_reads"
+  for w in 0 1.0 0 1.0; do
+    n=$(ls "$R/first_reads" | wc -l)
+    timeout -k 10 60 python3 benchmarks/fidelity_h200/first_reads.py --warmup $w \
+      --out "$R/first_reads/process_${n}_warmup_$w.json" 2>&1 | tee -a "$R/first_reads.log"
+  done
+  log "first reads wall $(( $(date +%s) - t0 )) s"
+  tune qwen3_bf16_a2 210 qwen3_30b_a3b_tp1 "$QWEN_BF16" sampler.seed=0 benchmark.seed=0
+  tune qwen3_bf16_b2 210 qwen3_30b_a3b_tp1 "$QWEN_BF16" sampler.seed=1 benchmark.seed=1
 else
-  timeout -k 10 200 python3 benchmarks/fidelity_h200/placement.py --quick --out "$R/placement_2" \
-    2>&1 | tee "$R/placement_2.log" | grep -v "^$"
-  log "placement 2 rc=$? wall $(( $(date +%s) - t0 )) s"
+  compare qwen3_bf16_compare_3 200 --shape qwen3_30b_a3b_tp1 --shipped "$QWEN_BF16" --rounds 5 \
+    --tuned "a2=$(ls $R/qwen3_bf16_a2/E=*.json)" "b2=$(ls $R/qwen3_bf16_b2/E=*.json)" \
+    benchmark.seed=2
 fi
 smi | tee -a "$R/gpu_$PHASE.csv"
-tar czf "$OUT/s7_$PHASE.tgz" -C /tmp s7
+tar czf "$OUT/s7_$PHASE.tgz" --exclude triton -C /tmp s7
