@@ -100,6 +100,7 @@ def _consolidated(cons: Consolidation, kind: str, measured: int) -> dict[str, An
         "default_config": default["config"], "default_us": default["us"],
         "default_note": _note(default),
         "candidates": cons.candidates, "skipped": cons.skipped,
+        "runner_up": _runner_up(entry, cons.candidates),
     }
     if entry is None:
         out["status"] = "no config passed" if cons.candidates else "no feasible config"
@@ -115,6 +116,27 @@ def _consolidated(cons: Consolidation, kind: str, measured: int) -> dict[str, An
         out["note"] = (f"re-timed when the study held {cons.measured} trials, it now holds "
                        f"{measured}: rerun the same command to re-time")
     return out
+
+
+# Re-timed leads under this are ties: on an H200 one process's re-timing of near-tied configs
+# varied by up to 1% from one fresh set of inputs to the next (benchmarks/fidelity_h200/, session 7).
+TIE = 0.01
+
+
+def _runner_up(entry: Optional[dict], candidates: list[dict]) -> Optional[dict[str, Any]]:
+    """The fastest re-timed candidate after the entry, what it changes, and the entry's lead."""
+    if entry is None:
+        return None
+    key = SearchSpace.key(vllm_rules.kernel_config(entry["config"]))
+    others = [c for c in candidates if c["us"] is not None
+              and SearchSpace.key(vllm_rules.kernel_config(c["config"])) != key]
+    if not others:
+        return None
+    best = min(others, key=lambda c: c["us"])
+    lead = best["us"] / entry["us"] - 1
+    return {"trial": best.get("trial"), "source": best["source"], "us": best["us"],
+            "lead": lead, "tie": lead < TIE,
+            "differs": [k for k in CONFIG_KEYS if best["config"][k] != entry["config"][k]]}
 
 
 def _first_pass(M: int, measured: list[FrozenTrial], shape: dict) -> dict[str, Any]:
@@ -186,6 +208,7 @@ def _summary(buckets: list[dict], midpoints: list[dict]) -> dict[str, Any]:
         "geomean_speedup_vs_default": geomean("speedup_vs_default"),
         "geomean_speedup_vs_file": geomean("speedup_vs_file"),
         "midpoints_neighbour_better": sum(1 for m in midpoints if m["neighbour_better"]),
+        "ties": sum(1 for b in buckets if (b.get("runner_up") or {}).get("tie")),
     }
 
 

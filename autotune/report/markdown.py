@@ -58,7 +58,9 @@ def _header(data: dict[str, Any]) -> list[str]:
         f"- Summary: {summ['entries']} of {summ['buckets']} buckets written; {summ['trials']} "
         f"trials in {summ['seconds']:.1f} s; geometric-mean speedup "
         f"{_x(summ['geomean_speedup_vs_default'])} over vLLM's default"
-        + (f", {_x(summ['geomean_speedup_vs_file'])} over the file" if file else ""),
+        + (f", {_x(summ['geomean_speedup_vs_file'])} over the file" if file else "")
+        + (f"; {summ['ties']} buckets are ties (the entry leads by under 1%, see Entries)"
+           if summ.get("ties") else ""),
         "",
         "| M | tuned (us) | vLLM default (us) | speedup |"
         + (" file (us) | speedup |" if file else "")
@@ -99,15 +101,15 @@ def _entries(data: dict[str, Any]) -> list[str]:
     """Each bucket's entry, where it came from, and the notes on buckets."""
     file = data["compared_with"]
     lines = ["", "## Entries", "",
-             "| M | entry | from | first pass (us) | spread |" + (" file entry (runs as) |"
-                                                                  if file else ""),
-             "|---:|---|---|---:|---:|" + ("---|" if file else "")]
+             "| M | entry | from | first pass (us) | spread | lead over the next |"
+             + (" file entry (runs as) |" if file else ""),
+             "|---:|---|---|---:|---:|---|" + ("---|" if file else "")]
     for b in data["buckets"]:
         source = {"tuned": f"trial {b.get('trial')}", "vllm_default": "vLLM default"}.get(
             b.get("source") or "", b.get("status", ""))
         spread = f"{100 * b['tuned_spread']:.1f}%" if b.get("tuned_spread") is not None else "-"
         row = (f"| {b['M']} | {_config(b.get('entry'))} | {source} | "
-               f"{_us(b.get('first_pass_us'))} | {spread} |")
+               f"{_us(b.get('first_pass_us'))} | {spread} | {_lead(b.get('runner_up'))} |")
         if file:
             fk = f"key {b['file_key']}: {_config(b['file_runs_as'])}" if b.get("file_key") else "-"
             if b.get("file_config") and b["file_config"] != b.get("file_runs_as"):
@@ -119,7 +121,30 @@ def _entries(data: dict[str, Any]) -> list[str]:
               for b in data["buckets"] for sk in b.get("skipped", [])]
     if notes:
         lines += ["", *notes]
-    return lines
+    return lines + _ties(data)
+
+
+def _lead(r: Optional[dict]) -> str:
+    if r is None:
+        return "-"
+    who = f"trial {r['trial']}" if r["source"] == "tuned" else "vLLM default"
+    return f"{100 * r['lead']:.1f}% over {who} ({', '.join(r['differs'])})" + (
+        " **tie**" if r["tie"] else "")
+
+
+def _ties(data: dict[str, Any]) -> list[str]:
+    """Where one process's re-timing cannot promise the order: leads under 1%."""
+    ties = [b for b in data["buckets"] if (b.get("runner_up") or {}).get("tie")]
+    if not ties:
+        return []
+    group = [b["M"] for b in ties if b["runner_up"]["differs"] == ["GROUP_SIZE_M"]]
+    return ["", f"**Ties** at M = {', '.join(str(b['M']) for b in ties)}: the entry leads the next "
+            "re-timed config by under 1%. On an H200, one process re-timed configs this close "
+            "up to 1% apart from one fresh set of inputs to the next"
+            + (f", and GROUP_SIZE_M variants (M = {', '.join(map(str, group))} here) changed "
+               "order between processes by up to 5%" if group else "")
+            + " (benchmarks/fidelity_h200, session 7). Another run may write the other config; "
+            "either serves within that margin."]
 
 
 def _between_buckets(data: dict[str, Any]) -> list[str]:
