@@ -111,6 +111,32 @@ def test_markdown_shows_the_same_numbers_and_says_what_is_missing(run):
     assert "![latency per bucket](latency.png)" in md
 
 
+def test_each_entry_says_its_lead_over_the_next_config_and_ties_are_named(run):
+    tmp, _ = run
+    folder = tmp / "configs" / REPORT
+    report, md = report_of(folder), (folder / "report.md").read_text()
+    ties = []
+    for b in report["buckets"]:
+        entry_key = SearchSpace.key(b["entry"])
+        others = [c for c in b["candidates"] if c["us"] is not None
+                  and SearchSpace.key(vllm_rules.kernel_config(c["config"])) != entry_key]
+        r = b["runner_up"]
+        if not others:
+            assert r is None
+            continue
+        best = min(others, key=lambda c: c["us"])
+        assert r["us"] == best["us"] and r["lead"] == pytest.approx(best["us"] / b["tuned_us"] - 1)
+        assert r["lead"] >= 0  # the entry is the fastest re-timed candidate
+        assert r["differs"] == [k for k in b["entry"] if best["config"][k] != b["entry"][k]]
+        assert r["tie"] == (r["lead"] < 0.01)
+        ties += [b["M"]] if r["tie"] else []
+    assert report["summary"]["ties"] == len(ties)
+    if ties:
+        assert f"**Ties** at M = {', '.join(map(str, ties))}:" in md
+    else:
+        assert "**Ties**" not in md
+
+
 def test_report_command_remakes_the_report_from_the_storage_alone(run, tmp_path):
     tmp, _ = run
     result = subprocess.run([sys.executable, "-m", "autotune.report",
