@@ -5,13 +5,15 @@
 #            count?), then gpu_fidelity_2.sh PHASE=4 (session 6's last two fixes on the GPU)
 #   PHASE=2  first_reads.py in four processes (process warm-up off, on, off, on); then
 #            qwen3-30B bf16 tuned twice from empty storage, other seeds, separate processes
-#   PHASE=3  the two tunes re-timed together with vLLM's shipped file, in a third process
+#   PHASE=3  the two tunes re-timed together with vLLM's shipped file, in a third process; then
+#            mixtral 8x7B bf16 (tp=2), all 18 buckets, against vLLM's shipped H200 file
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source benchmarks/campaign/setup.sh
 export TRITON_CACHE_DIR=/tmp/s6/triton
 R=/tmp/s7; mkdir -p "$R"
 QWEN_BF16="benchmarks/fidelity_h200/shipped/E=128,N=768,device_name=NVIDIA_H200.json"
+MIXTRAL_BF16="benchmarks/fidelity_h200/shipped/E=8,N=7168,device_name=NVIDIA_H200.json"
 source benchmarks/campaign/steps.sh
 smi | tee "$R/gpu_$PHASE.csv"
 t0=$(date +%s)
@@ -30,10 +32,12 @@ elif [ "$PHASE" = 2 ]; then
   log "first reads wall $(( $(date +%s) - t0 )) s"
   tune qwen3_bf16_a2 210 qwen3_30b_a3b_tp1 "$QWEN_BF16" sampler.seed=0 benchmark.seed=0
   tune qwen3_bf16_b2 210 qwen3_30b_a3b_tp1 "$QWEN_BF16" sampler.seed=1 benchmark.seed=1
-else
+else  # packed after each step: a call cut at its limit still brings back what finished
   compare qwen3_bf16_compare_3 200 --shape qwen3_30b_a3b_tp1 --shipped "$QWEN_BF16" --rounds 5 \
     --tuned "a2=$(ls $R/qwen3_bf16_a2/E=*.json)" "b2=$(ls $R/qwen3_bf16_b2/E=*.json)" \
     benchmark.seed=2
+  tar czf "$OUT/s7_$PHASE.tgz" --exclude triton -C /tmp s7
+  tune mixtral_bf16 "${MIXTRAL_LIMIT:-330}" mixtral_8x7b_tp2 "$MIXTRAL_BF16"
 fi
 smi | tee -a "$R/gpu_$PHASE.csv"
 tar czf "$OUT/s7_$PHASE.tgz" --exclude triton -C /tmp s7
