@@ -113,9 +113,6 @@ class BenchmarkConfig:
     default_buckets: Optional[List[int]] = None  # buckets when the top-level `buckets` is null
     calls_per_graph: int = 10
     warmup_replays: int = 5
-    # Seconds of replays before the measuring process's first timing: a new process's first
-    # measurements read fast (autotune/bench/timing.py, GpuTimer._warm_up)
-    process_warmup_s: float = 1.0
     replays: int = 20
     # What L2 holds when a call starts (autotune/bench/timing.py): hot (same weights every call,
     # as vLLM's tuner) | cold (rotate weight copies) | layers (a stack of layers, as serving runs)

@@ -42,8 +42,6 @@ def refused(result, *words):
      ["sampler.prior_table_weight=-1.0", "0 or more"]),
     (["shape=qwen35_tp1", "device=h100", "benchmark.min_layers=0"],
      ["benchmark.min_layers=0: must be at least 1"]),
-    (["shape=qwen35_tp1", "device=h100", "benchmark.process_warmup_s=-1"],
-     ["benchmark.process_warmup_s=-1.0: must be 0 or more"]),
     (["shape=qwen35_tp1", "device=h100", "+trails=16"],
      ["+trails: there is no setting trails (did you mean trials?)"]),
     (["shape=qwen35_tp1", "device=h100", "+shape.expertz=3"],

@@ -109,7 +109,7 @@ def timer_spec(plan) -> TimerSpec:
                      replays=b.replays, l2=b.l2, routing=b.routing, routing_skew=b.routing_skew,
                      seed=b.seed, l2_cache_bytes=int((l2 or 50) * 2**20), swap_ab=b.swap_ab,
                      capability=plan.device.compute_capability,
-                     min_layers=b.min_layers, process_warmup_s=b.process_warmup_s)
+                     min_layers=b.min_layers)
 
 
 def open_gpu_benchmarker(plan, timer: Callable[[TimerSpec], Any] = make_gpu_timer

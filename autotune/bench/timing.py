@@ -60,7 +60,6 @@ class TimerSpec:
     swap_ab: str = "auto"  # auto: as vLLM runs the config on this GPU | on | off
     capability: Optional[tuple[int, int]] = None  # the GPU's compute capability; None: no GPU
     min_layers: int = 4  # layers mode: at least this many layers (routings averaged over)
-    process_warmup_s: float = 1.0  # replays before the process's first timed ones (GpuTimer)
 
 
 def runtime_config(config: dict, spec: TimerSpec) -> dict:
@@ -154,7 +153,6 @@ class GpuTimer:
         self.spec = spec
         self.problem = _Problem(spec, "cuda")
         self._verify_seed = 1000 + spec.seed
-        self._warmed = False
 
     def copies_for(self, M: int) -> int:
         """Weight copies (cold) or layers: enough that the others' touched experts fill L2
@@ -205,7 +203,6 @@ class GpuTimer:
                     plan.inputs = copies[i % len(copies)]
                     plan()
         torch.cuda.synchronize()
-        self._warm_up(graph)
         for _ in range(s.warmup_replays):
             graph.replay()
         start = [torch.cuda.Event(enable_timing=True) for _ in range(s.replays)]
@@ -222,19 +219,6 @@ class GpuTimer:
         return {"us": median, "spread": spread, "samples": samples,
                 "method": {"l2": s.l2, copies_key: len(copies), "calls_per_graph": calls,
                            "swap_ab": bool(plan.config["SWAP_AB"])}}
-
-    def _warm_up(self, graph) -> None:
-        """Before the process's first timed replays, replay for process_warmup_s. On an H200 the
-        first few measurements of a process read 5-9% fast at M=1 (a new process's first seconds),
-        and later ones do not, even after seconds idle (benchmarks/fidelity_h200/, session 7)."""
-        if self._warmed:
-            return
-        self._warmed = True
-        deadline = time.monotonic() + self.spec.process_warmup_s
-        while time.monotonic() < deadline:
-            for _ in range(10):
-                graph.replay()
-            self.torch.cuda.synchronize()
 
     def verify(self, config: dict, M: int) -> dict:
         self._verify_seed += 1  # fresh random inputs for every check

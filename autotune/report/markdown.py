@@ -59,7 +59,7 @@ def _header(data: dict[str, Any]) -> list[str]:
         f"trials in {summ['seconds']:.1f} s; geometric-mean speedup "
         f"{_x(summ['geomean_speedup_vs_default'])} over vLLM's default"
         + (f", {_x(summ['geomean_speedup_vs_file'])} over the file" if file else "")
-        + (f"; {summ['ties']} buckets are ties (the entry leads by under 1%, see Entries)"
+        + (f"; {summ['ties']} buckets are ties (see Entries)"
            if summ.get("ties") else ""),
         "",
         "| M | tuned (us) | vLLM default (us) | speedup |"
@@ -139,8 +139,9 @@ def _ties(data: dict[str, Any]) -> list[str]:
         return []
     group = [b["M"] for b in ties if b["runner_up"]["differs"] == ["GROUP_SIZE_M"]]
     return ["", f"**Ties** at M = {', '.join(str(b['M']) for b in ties)}: the entry leads the next "
-            "re-timed config by under 1%. On an H200, one process re-timed configs this close "
-            "up to 1% apart from one fresh set of inputs to the next"
+            "re-timed config by under 1%, or by less than their spread over the rounds. On an "
+            "H200, one process re-timed configs this close up to 1% apart from one fresh set of "
+            "inputs to the next"
             + (f", and GROUP_SIZE_M variants (M = {', '.join(map(str, group))} here) changed "
                "order between processes by up to 5%" if group else "")
             + " (benchmarks/fidelity_h200, session 7). Another run may write the other config; "
