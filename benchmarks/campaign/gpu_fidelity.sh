@@ -13,18 +13,8 @@ export TRITON_CACHE_DIR=/tmp/triton_fidelity  # empty on a fresh machine: phase 
 R=benchmarks/fidelity_h200; mkdir -p "$R"
 QWEN_SHIPPED="$R/shipped/E=128,N=768,device_name=NVIDIA_H200.json"
 MIXTRAL_SHIPPED="$R/shipped/E=8,N=7168,device_name=NVIDIA_H200.json"
-log() { echo "[$(date +%T)] $*" | tee -a "$R/campaign_$PHASE.log"; }
-
-tune() {  # tune TAG LIMIT SHAPE SHIPPED key=value...
-  local tag=$1 limit=$2 shape=$3 shipped=$4; shift 4
-  local out=$R/$tag; mkdir -p "$out"; smi >"$out/gpu_start.csv"
-  local t0=$(date +%s)
-  timeout -k 15 -s INT "$limit" python3 -m autotune shape=$shape device=auto progress=false \
-    "compare_with='$shipped'" "storage=sqlite:///$out/studies.db" "output_dir=$out" "$@" \
-    >"$out/run.log" 2>&1
-  log "$tag rc=$? wall $(( $(date +%s) - t0 )) s ($*)"
-  smi >"$out/gpu_end.csv"; grep -v "INFO\]" "$out/run.log" | tail -24
-}
+TUNE_TAIL=24  # tune TAG LIMIT SHAPE SHIPPED key=value...: the last 24 lines of its output
+source benchmarks/campaign/steps.sh
 
 smi | tee "$R/gpu_$PHASE.csv"
 python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$R/campaign_$PHASE.log"

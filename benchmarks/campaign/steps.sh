@@ -1,6 +1,6 @@
 # Sourced by the campaign scripts after setup.sh, with R (the results folder) and PHASE set: each
 # step bounded (SIGINT first: a run writes what it settled; SIGKILL 15 s later), logged with its
-# wall time.
+# wall time. TUNE_TAIL: how many lines of a tune's output to show (5).
 log() { echo "[$(date +%T)] $*" | tee -a "$R/campaign_$PHASE.log"; }
 
 tune() {  # tune TAG LIMIT SHAPE COMPARED key=value...
@@ -11,7 +11,7 @@ tune() {  # tune TAG LIMIT SHAPE COMPARED key=value...
     "compare_with='$compared'" "storage=sqlite:///$out/studies.db" "output_dir=$out" "$@" \
     >"$out/run.log" 2>&1
   log "$tag rc=$? wall $(( $(date +%s) - t0 )) s ($*)"
-  smi >"$out/gpu_end.csv"; grep -v "INFO\]" "$out/run.log" | tail -5
+  smi >"$out/gpu_end.csv"; grep -v "INFO\]" "$out/run.log" | tail -"${TUNE_TAIL:-5}"
 }
 
 compare() {  # compare TAG LIMIT compare.py-arguments...
