@@ -133,7 +133,7 @@ def _lead(r: Optional[dict]) -> str:
 
 
 def _ties(data: dict[str, Any]) -> list[str]:
-    """Where one process's re-timing cannot promise the order: leads under 1%."""
+    """Where one process's re-timing cannot promise the order: leads under 1% or the spread."""
     ties = [b for b in data["buckets"] if (b.get("runner_up") or {}).get("tie")]
     if not ties:
         return []

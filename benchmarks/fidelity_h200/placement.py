@@ -31,15 +31,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from autotune.bench.timing import GpuTimer, TimerSpec  # noqa: E402
+from autotune.files.vllm import read_entries  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 S6 = HERE / "session6"
 SHIPPED_BF16 = HERE / "shipped" / "E=128,N=768,device_name=NVIDIA_H200.json"
 GRID_FP8_M1 = HERE.parent / "tables" / "NVIDIA_H200_E128_N768_K2048_fp8block_M1.json"
-
-
-def entries(path: Path) -> dict:
-    return json.loads(path.read_text())
 
 
 def one(folder: str) -> Path:
@@ -52,14 +49,14 @@ def cases() -> list[tuple[str, TimerSpec, int, dict]]:
                  l2_cache_bytes=50 * 2**20)
     bf16 = TimerSpec(dtype="bf16", block_shape=None, **qwen3)
     fp8 = TimerSpec(dtype="fp8_w8a8", block_shape=(128, 128), **qwen3)
-    a, b, shipped = entries(one("qwen3_bf16_a")), entries(one("qwen3_bf16_b")), entries(SHIPPED_BF16)
+    a, b, shipped = (read_entries(p) for p in (one("qwen3_bf16_a"), one("qwen3_bf16_b"), SHIPPED_BF16))
     out = []
     for M in (1, 1536, 2048):
-        named = {"A": a[str(M)], "B": b[str(M)], "shipped": shipped[str(M)]}
+        named = {"A": a[M], "B": b[M], "shipped": shipped[M]}
         out.append((f"bf16 M={M}", bf16, M, named))
     grid = json.loads(GRID_FP8_M1.read_text())["results"]
     best = sorted((r for r in grid if r.get("us")), key=lambda r: r["us"])[:3]
-    named = {"tuned": entries(one("qwen3_fp8"))["1"]}
+    named = {"tuned": read_entries(one("qwen3_fp8"))[1]}
     named.update({f"grid{i + 1}_G{r['config']['GROUP_SIZE_M']}": r["config"]
                   for i, r in enumerate(best)})
     out.append(("fp8 M=1", fp8, 1, named))
