@@ -4,7 +4,8 @@ a check of the batch sizes between buckets.
 A study times each config once, and the fastest of many single noisy timings is biased low (the
 winner's curse). So the best few trials of a bucket are timed again, in interleaved rounds, together
 with vLLM's default config and, when the user names an existing file, the entry vLLM would take
-from it; the fastest that passes the benchmarker's correctness check becomes the bucket's entry.
+from it; the fastest that passes the benchmarker's correctness check becomes the bucket's entry
+(of configs that differ only in GROUP_SIZE_M and tie, the smallest GROUP_SIZE_M: see ties.py).
 vLLM's default competes too: when no tuned config beats it, the default is the honest entry. An
 entry the kernel would rewrite at run time (BLOCK_SIZE_K above the quantization block) is never
 chosen.
@@ -27,6 +28,7 @@ from autotune import wall_clock
 from autotune.bench.protocol import Benchmarker
 from autotune.consolidate.compare import Comparison
 from autotune.consolidate.retime import retime, unique_configs
+from autotune.consolidate.ties import writing_order
 from autotune.files.check import check_entry
 from autotune.problem import vllm_rules
 from autotune.problem.shape import MoEShape
@@ -154,8 +156,9 @@ def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, bench: Opti
 
 
 def _first_correct(bench: Benchmarker, candidates: list[dict], M: int) -> Optional[dict]:
-    """The fastest re-timed candidate whose outputs the benchmarker finds right."""
-    for c in sorted((c for c in candidates if c["us"] is not None), key=lambda c: c["us"]):
+    """The first re-timed candidate in writing order (the fastest, or its tie with the smallest
+    GROUP_SIZE_M) whose outputs the benchmarker finds right."""
+    for c in writing_order(candidates):
         c["verified"] = bench.verify(c["config"], M)
         if c["verified"] is not False:
             return c

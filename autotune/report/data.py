@@ -10,6 +10,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autotune.consolidate.finalists import Consolidation
+from autotune.consolidate.ties import differs, tied
 from autotune.errors import UserError
 from autotune.files.names import config_file_name
 from autotune.problem import vllm_rules
@@ -118,14 +119,9 @@ def _consolidated(cons: Consolidation, kind: str, measured: int) -> dict[str, An
     return out
 
 
-# Re-timed leads under this, or under either config's spread over the rounds, are ties: on an H200
-# one process's re-timing of near-tied configs varied by up to 1% from one fresh set of inputs to
-# the next (benchmarks/fidelity_h200/, session 7).
-TIE = 0.01
-
-
 def _runner_up(entry: Optional[dict], candidates: list[dict]) -> Optional[dict[str, Any]]:
-    """The fastest re-timed candidate after the entry, what it changes, and the entry's lead."""
+    """The fastest re-timed candidate after the entry, what it changes, and the entry's lead (below
+    zero where a faster GROUP_SIZE_M variant tied with it and the smaller GROUP_SIZE_M was written)."""
     if entry is None:
         return None
     key = SearchSpace.key(vllm_rules.kernel_config(entry["config"]))
@@ -134,10 +130,9 @@ def _runner_up(entry: Optional[dict], candidates: list[dict]) -> Optional[dict[s
     if not others:
         return None
     best = min(others, key=lambda c: c["us"])
-    lead = best["us"] / entry["us"] - 1
     return {"trial": best.get("trial"), "source": best["source"], "us": best["us"],
-            "lead": lead, "tie": lead < max(TIE, entry.get("spread") or 0, best.get("spread") or 0),
-            "differs": [k for k in CONFIG_KEYS if best["config"][k] != entry["config"][k]]}
+            "lead": best["us"] / entry["us"] - 1, "tie": tied(entry, best),
+            "differs": differs(best["config"], entry["config"])}
 
 
 def _first_pass(M: int, measured: list[FrozenTrial], shape: dict) -> dict[str, Any]:

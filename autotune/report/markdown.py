@@ -128,8 +128,9 @@ def _lead(r: Optional[dict]) -> str:
     if r is None:
         return "-"
     who = f"trial {r['trial']}" if r["source"] == "tuned" else "vLLM default"
-    return f"{100 * r['lead']:.1f}% over {who} ({', '.join(r['differs'])})" + (
-        " **tie**" if r["tie"] else "")
+    lead = (f"{100 * r['lead']:.1f}% over" if r["lead"] >= 0
+            else f"{100 * -r['lead']:.1f}% behind")
+    return f"{lead} {who} ({', '.join(r['differs'])})" + (" **tie**" if r["tie"] else "")
 
 
 def _ties(data: dict[str, Any]) -> list[str]:
@@ -138,14 +139,15 @@ def _ties(data: dict[str, Any]) -> list[str]:
     if not ties:
         return []
     group = [b["M"] for b in ties if b["runner_up"]["differs"] == ["GROUP_SIZE_M"]]
-    return ["", f"**Ties** at M = {', '.join(str(b['M']) for b in ties)}: the entry leads the next "
-            "re-timed config by under 1%, or by less than their spread over the rounds. On an "
-            "H200, one process re-timed configs this close up to 1% apart from one fresh set of "
-            "inputs to the next"
-            + (f", and GROUP_SIZE_M variants (M = {', '.join(map(str, group))} here) changed "
-               "order between processes by up to 5%" if group else "")
-            + " (benchmarks/fidelity_h200, session 7). Another run may write the other config; "
-            "either serves within that margin."]
+    return ["", f"**Ties** at M = {', '.join(str(b['M']) for b in ties)}: the entry and the next "
+            "re-timed config are under 1% apart, or closer than their spread over the rounds. On "
+            "an H200, one process re-timed configs this close up to 1% apart from one fresh set of "
+            "inputs to the next; another run may write the other config, and either serves within "
+            "that margin"
+            + (f". At M = {', '.join(map(str, group))} the tie is between GROUP_SIZE_M variants, "
+               "whose order changed between processes by up to 3%: the smallest GROUP_SIZE_M of "
+               "the tie is written, so that another run writes the same entry" if group else "")
+            + " (benchmarks/fidelity_h200, sessions 7 and 8)."]
 
 
 def _between_buckets(data: dict[str, Any]) -> list[str]:
