@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# GPU campaign (one H200), session 8: GROUP_SIZE_M ties written as the smallest GROUP_SIZE_M
+# (autotune/consolidate/ties.py). Layer-stack timing throughout; results in /tmp/s8, packed into
+# $OUT after each step (device calls back to back on one warm machine).
+#   PHASE=1  qwen3-30B bf16 tuned twice from empty storage, seeds 0 and 1, separate processes (the
+#            first from a cold Triton cache)
+#   PHASE=2  the two tunes re-timed together with vLLM's shipped file in a third process, then
+#            again in a fourth (another benchmark seed): do the two files agree within 1% at
+#            every bucket, in both?
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+source benchmarks/campaign/setup.sh
+export TRITON_CACHE_DIR=/tmp/s8/triton
+R=/tmp/s8; mkdir -p "$R"
+QWEN_BF16="benchmarks/fidelity_h200/shipped/E=128,N=768,device_name=NVIDIA_H200.json"
+source benchmarks/campaign/steps.sh
+smi | tee "$R/gpu_$PHASE.csv"
+python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$R/campaign_$PHASE.log"
+pack() { tar czf "$OUT/s8_$PHASE.tgz" --exclude triton -C /tmp s8; }
+if [ "$PHASE" = 1 ]; then
+  TUNE_TAIL=24 tune qwen3_bf16_a3 250 qwen3_30b_a3b_tp1 "$QWEN_BF16" sampler.seed=0 benchmark.seed=0
+  pack
+  TUNE_TAIL=24 tune qwen3_bf16_b3 250 qwen3_30b_a3b_tp1 "$QWEN_BF16" sampler.seed=1 benchmark.seed=1
+else
+  for seed in 2 3; do
+    compare qwen3_bf16_compare_s$seed 240 --shape qwen3_30b_a3b_tp1 --shipped "$QWEN_BF16" \
+      --rounds 5 --tuned "a3=$(ls $R/qwen3_bf16_a3/E=*.json)" "b3=$(ls $R/qwen3_bf16_b3/E=*.json)" \
+      -- benchmark.seed=$seed
+    pack
+  done
+fi
+smi | tee -a "$R/gpu_$PHASE.csv"
+pack
