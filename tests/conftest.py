@@ -212,8 +212,8 @@ def assert_complete_and_unrepeated(url, trials_per_study, studies):
 def expected_entries(url):
     """What a run writes for the trials the storage holds, by the rule the file follows
     (computed here from the recorded tables, not by the code under test): per settled bucket, the
-    fastest of its measured configs that the kernel runs as written, and vLLM's default, or the
-    smallest GROUP_SIZE_M of the fastest's ties that differ from it only in GROUP_SIZE_M."""
+    fastest of its measured configs that the kernel runs as written, and vLLM's default (of
+    GROUP_SIZE_M variants as fast, the smallest)."""
     from optuna.trial import TrialState
 
     from autotune.files.check import check_entry
@@ -235,9 +235,8 @@ def expected_entries(url):
         timed = [json.loads(c) for c in candidates if times.get(c) is not None]
         us = lambda c: times[json.dumps(c, sort_keys=True)]  # noqa: E731
         fastest = min(timed, key=us)
-        # Of GROUP_SIZE_M variants tied with the fastest (within 1%: replay has no spread), the
-        # smallest.
-        variants = [c for c in timed if us(c) < 1.01 * us(fastest) and all(
+        # Of GROUP_SIZE_M variants as fast as the fastest (replay has no spread), the smallest.
+        variants = [c for c in timed if us(c) == us(fastest) and all(
             c[k] == fastest[k] for k in fastest if k != "GROUP_SIZE_M")]
         entries[M] = min(variants, key=lambda c: c["GROUP_SIZE_M"])
     return entries

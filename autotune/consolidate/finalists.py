@@ -5,7 +5,7 @@ A study times each config once, and the fastest of many single noisy timings is 
 winner's curse). So the best few trials of a bucket are timed again, in interleaved rounds, together
 with vLLM's default config and, when the user names an existing file, the entry vLLM would take
 from it; the fastest that passes the benchmarker's correctness check becomes the bucket's entry
-(of configs that differ only in GROUP_SIZE_M and tie, the smallest GROUP_SIZE_M: see ties.py).
+(a smaller GROUP_SIZE_M within the fastest's spread is taken instead: see ties.py).
 vLLM's default competes too: when no tuned config beats it, the default is the honest entry. An
 entry the kernel would rewrite at run time (BLOCK_SIZE_K above the quantization block) is never
 chosen.
@@ -156,8 +156,8 @@ def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, bench: Opti
 
 
 def _first_correct(bench: Benchmarker, candidates: list[dict], M: int) -> Optional[dict]:
-    """The first re-timed candidate in writing order (the fastest, or its tie with the smallest
-    GROUP_SIZE_M) whose outputs the benchmarker finds right."""
+    """The first re-timed candidate in writing order (the fastest, or a smaller GROUP_SIZE_M
+    within its spread) whose outputs the benchmarker finds right."""
     for c in writing_order(candidates):
         c["verified"] = bench.verify(c["config"], M)
         if c["verified"] is not False:

@@ -145,8 +145,9 @@ def _ties(data: dict[str, Any]) -> list[str]:
             "inputs to the next; another run may write the other config, and either serves within "
             "that margin"
             + (f". At M = {', '.join(map(str, group))} the tie is between GROUP_SIZE_M variants, "
-               "whose order changed between processes by up to 3%: the smallest GROUP_SIZE_M of "
-               "the tie is written, so that another run writes the same entry" if group else "")
+               "whose order changed between processes by up to 3%; where a smaller GROUP_SIZE_M "
+               "re-timed within the fastest's spread over the rounds, it is written" if group
+               else "")
             + " (benchmarks/fidelity_h200, sessions 7 and 8)."]
 
 

@@ -7,6 +7,8 @@
 #   PHASE=2  the two tunes re-timed together with vLLM's shipped file in a third process, then
 #            again in a fourth (another benchmark seed): do the two files agree within 1% at
 #            every bucket, in both?
+#   PHASE=3, 4  the same with the rule narrowed to the fastest's spread (a4, b4), on a fresh
+#            machine (cold Triton cache)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source benchmarks/campaign/setup.sh
@@ -17,14 +19,15 @@ source benchmarks/campaign/steps.sh
 smi | tee "$R/gpu_$PHASE.csv"
 python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$R/campaign_$PHASE.log"
 pack() { tar czf "$OUT/s8_$PHASE.tgz" --exclude triton -C /tmp s8; }
-if [ "$PHASE" = 1 ]; then
-  TUNE_TAIL=24 tune qwen3_bf16_a3 250 qwen3_30b_a3b_tp1 "$QWEN_BF16" sampler.seed=0 benchmark.seed=0
+A=a3; B=b3; [ "$PHASE" -ge 3 ] && { A=a4; B=b4; }
+if [ "$PHASE" = 1 ] || [ "$PHASE" = 3 ]; then
+  TUNE_TAIL=24 tune qwen3_bf16_$A 250 qwen3_30b_a3b_tp1 "$QWEN_BF16" sampler.seed=0 benchmark.seed=0
   pack
-  TUNE_TAIL=24 tune qwen3_bf16_b3 250 qwen3_30b_a3b_tp1 "$QWEN_BF16" sampler.seed=1 benchmark.seed=1
+  TUNE_TAIL=24 tune qwen3_bf16_$B 250 qwen3_30b_a3b_tp1 "$QWEN_BF16" sampler.seed=1 benchmark.seed=1
 else
   for seed in 2 3; do
-    compare qwen3_bf16_compare_s$seed 240 --shape qwen3_30b_a3b_tp1 --shipped "$QWEN_BF16" \
-      --rounds 5 --tuned "a3=$(ls $R/qwen3_bf16_a3/E=*.json)" "b3=$(ls $R/qwen3_bf16_b3/E=*.json)" \
+    compare qwen3_bf16_compare_${A}_s$seed 240 --shape qwen3_30b_a3b_tp1 --shipped "$QWEN_BF16" \
+      --rounds 5 --tuned "$A=$(ls $R/qwen3_bf16_$A/E=*.json)" "$B=$(ls $R/qwen3_bf16_$B/E=*.json)" \
       -- benchmark.seed=$seed
     pack
   done
