@@ -13,13 +13,13 @@ from autotune.consolidate.finalists import consolidate_bucket
 from autotune.consolidate.midpoints import check_midpoints
 from autotune.problem import vllm_rules
 from autotune.problem.shape import MoEShape
-from autotune.problem.space import Config
+from autotune.problem.space import Config, SearchSpace
 
 log = logging.getLogger(__name__)
 
 
 # -- the whole run ---------------------------------------------------------------------------------
-def consolidate(studies: Mapping[int, optuna.Study], shape: MoEShape,
+def consolidate(studies: Mapping[int, optuna.Study], shape: MoEShape, space: SearchSpace,
                 bench: Optional[Benchmarker], *, finalists: int, rounds: int,
                 comparison: Optional[Comparison]) -> dict[int, Config]:
     """Every bucket's entry (buckets without one are left out), then the midpoint check.
@@ -30,8 +30,8 @@ def consolidate(studies: Mapping[int, optuna.Study], shape: MoEShape,
     """
     entries: dict[int, Config] = {}
     for M, study in sorted(studies.items()):
-        result = consolidate_bucket(study, M, shape, bench, finalists=finalists, rounds=rounds,
-                                    comparison=comparison)
+        result = consolidate_bucket(study, M, shape, space, bench, finalists=finalists,
+                                    rounds=rounds, comparison=comparison)
         if result and result.entry:
             entries[M] = vllm_rules.kernel_config(result.entry["config"])
     for r in check_midpoints(dict(studies), entries, bench, rounds):

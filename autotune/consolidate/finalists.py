@@ -99,8 +99,8 @@ def pick_finalists(records: Iterable[Record], M: int, block_shape: Optional[tupl
     return chosen, skipped
 
 
-def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, bench: Optional[Benchmarker],
-                       *, finalists: int, rounds: int,
+def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, space: SearchSpace,
+                       bench: Optional[Benchmarker], *, finalists: int, rounds: int,
                        comparison: Optional[Comparison]) -> Optional[Consolidation]:
     """The bucket's entry and everything learnt choosing it, stored in the study.
 
@@ -122,13 +122,15 @@ def consolidate_bucket(study: optuna.Study, M: int, shape: MoEShape, bench: Opti
     start = time.perf_counter()
     baselines = [default] + ([file_entry["runs_as"]] if file_entry else [])
     with wall_clock.phase("re-timing"):
-        chosen, timed, drift = _retime_finalists(bench, records, chosen, baselines, M,
-                                                 shape.block_shape, finalists, rounds)
+        chosen, variants, timed, drift = _retime_finalists(
+            bench, records, chosen, baselines, M, shape.block_shape, space, finalists, rounds)
     timing = lambda config: timed[SearchSpace.key(config)]  # noqa: E731
 
     # Candidates for the entry: the finalists, and vLLM's default when the kernel runs it as is.
     candidates = [{"source": "tuned", "trial": r.number, "config": r.config,
                    "first_pass_us": r.us} for r in chosen]
+    candidates += [{"source": "group_variant", "trial": None, "config": c, "first_pass_us": None}
+                   for c in variants]
     if not check_entry(str(M), default, shape.block_shape):
         if not any(SearchSpace.key(vllm_rules.kernel_config(c["config"])) == SearchSpace.key(default)
                    for c in candidates):
@@ -168,32 +170,48 @@ def _first_correct(bench: Benchmarker, candidates: list[dict], M: int) -> Option
 
 def _retime_finalists(bench: Benchmarker, records: list[Record], chosen: list[Record],
                       baselines: list[Config], M: int, block_shape: Optional[tuple[int, int]],
-                      n: int, rounds: int) -> tuple[list[Record], dict[tuple, dict], float]:
+                      space: SearchSpace, n: int, rounds: int
+                      ) -> tuple[list[Record], list[Config], dict[tuple, dict], float]:
     """Re-time the finalists with the baselines; if their re-timings show that their first passes
-    read fast (the first measurements of a process did, by up to 5% on an H200), pick the
-    finalists again with the tie band widened by that drift and re-time them all together.
+    read fast (the first measurements of a process did, by up to 9% on an H200), pick the
+    finalists again with the tie band widened by that drift, add the unmeasured GROUP_SIZE_M
+    variants of the fastest re-timed one, and re-time them all together.
 
-    Returns the finalists, the timings by config key, and the drift (median re-timed over first
-    pass of the first finalists; 1.0 when none could be compared).
+    The variants, because the search's polish measured those of the fastest first pass, which the
+    drift may have misplaced: on an H200 (qwen3-30B bf16 M=1) a tune's trials 0-2 and 8 read 6%
+    fast, its polish went to trial 8's tile, and GROUP_SIZE_M=1 of the tile that re-timed fastest,
+    2% faster than the entry it wrote, was never measured.
+
+    Returns the finalists, the variants re-timed with them, the timings by config key, and the
+    drift (median re-timed over first pass of the first finalists; 1.0 when none compared).
     """
-    def timings(finalists: list[Record]) -> dict[tuple, dict]:
-        contenders = unique_configs([r.config for r in finalists] + baselines)
+    def timings(configs: list[Config]) -> dict[tuple, dict]:
+        contenders = unique_configs(configs + baselines)
         return dict(zip(map(SearchSpace.key, contenders), retime(bench, contenders, M, rounds)))
 
-    timed = timings(chosen)
+    timed = timings([r.config for r in chosen])
     ratios = [timed[SearchSpace.key(r.config)]["us"] / r.us for r in chosen
               if timed[SearchSpace.key(r.config)]["us"] and r.us]
     drift = statistics.median(ratios) if ratios else 1.0
-    if drift > 1 + FINALIST_TIE:
-        # Up to 4n: on an H200 the first three trials of a process read 8.7% fast (qwen3-30B fp8
-        # M=1), which puts five configs between them and the best config measured after them.
-        wider, _ = pick_finalists(records, M, block_shape, n, tie=drift - 1 + FINALIST_TIE,
-                                  most=WIDENED_MOST * n)
-        if {r.number for r in wider} - {r.number for r in chosen}:
-            log.info("M=%d: finalists re-timed %.1f%% slower than their first passes; re-timing "
-                     "%d configs within that band", M, 100 * (drift - 1), len(wider))
-            chosen, timed = wider, timings(wider)
-    return chosen, timed, drift
+    if drift <= 1 + FINALIST_TIE:
+        return chosen, [], timed, drift
+    # Up to 4n: on an H200 the first three trials of a process read 8.7% fast (qwen3-30B fp8
+    # M=1), which puts five configs between them and the best config measured after them.
+    wider, _ = pick_finalists(records, M, block_shape, n,
+                              tie=drift - 1 + FINALIST_TIE, most=WIDENED_MOST * n)
+    if {r.number for r in wider} - {r.number for r in chosen}:
+        log.info("M=%d: finalists re-timed %.1f%% slower than their first passes; re-timing %d "
+                 "configs within that band", M, 100 * (drift - 1), len(wider))
+        chosen, timed = wider, timings([r.config for r in wider])
+    fastest = min((r for r in chosen if timed[SearchSpace.key(r.config)]["us"]),
+                  key=lambda r: timed[SearchSpace.key(r.config)]["us"], default=None)
+    measured = {SearchSpace.key(r.config) for r in records}
+    variants = [c for c in (space.group_variants(fastest.config) if fastest else [])
+                if SearchSpace.key(c) not in measured
+                and not check_entry(str(M), vllm_rules.kernel_config(c), block_shape)]
+    if variants:
+        timed = timings([r.config for r in chosen] + variants)
+    return chosen, variants, timed, drift
 
 
 def _log_bucket(result: Consolidation) -> None:

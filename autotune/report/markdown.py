@@ -105,8 +105,7 @@ def _entries(data: dict[str, Any]) -> list[str]:
              + (" file entry (runs as) |" if file else ""),
              "|---:|---|---|---:|---:|---|" + ("---|" if file else "")]
     for b in data["buckets"]:
-        source = {"tuned": f"trial {b.get('trial')}", "vllm_default": "vLLM default"}.get(
-            b.get("source") or "", b.get("status", ""))
+        source = _source(b) if b.get("source") else b.get("status", "")
         spread = f"{100 * b['tuned_spread']:.1f}%" if b.get("tuned_spread") is not None else "-"
         row = (f"| {b['M']} | {_config(b.get('entry'))} | {source} | "
                f"{_us(b.get('first_pass_us'))} | {spread} | {_lead(b.get('runner_up'))} |")
@@ -127,10 +126,16 @@ def _entries(data: dict[str, Any]) -> list[str]:
 def _lead(r: Optional[dict]) -> str:
     if r is None:
         return "-"
-    who = f"trial {r['trial']}" if r["source"] == "tuned" else "vLLM default"
+    who = _source(r)
     lead = (f"{100 * r['lead']:.1f}% over" if r["lead"] >= 0
             else f"{100 * -r['lead']:.1f}% behind")
     return f"{lead} {who} ({', '.join(r['differs'])})" + (" **tie**" if r["tie"] else "")
+
+
+def _source(c: dict) -> str:
+    """Where a re-timed candidate came from."""
+    return {"tuned": f"trial {c.get('trial')}", "vllm_default": "vLLM default",
+            "group_variant": "GROUP_SIZE_M variant (re-timing)"}[c["source"]]
 
 
 def _ties(data: dict[str, Any]) -> list[str]:

@@ -119,7 +119,7 @@ def _finish_bucket(plan: Plan, studies: RunStudies, bench: Benchmarker,
 def consolidate_plan(plan: Plan, studies: RunStudies, bench: Optional[Benchmarker],
                      buckets: Optional[list[int]] = None) -> dict[int, dict[str, int]]:
     """Re-time finalists and pick each bucket's entry (bench=None: only stored results)."""
-    return consolidate(studies.existing(buckets or plan.buckets), plan.shape, bench,
+    return consolidate(studies.existing(buckets or plan.buckets), plan.shape, plan.space, bench,
                        finalists=plan.cfg.finalists, rounds=plan.cfg.retime_rounds,
                        comparison=plan.comparison)
 

@@ -218,11 +218,10 @@ class BucketTuner:
         at 25.87 us against GROUP_SIZE_M 1's 26.12 (the tune's pick) in a grid of 952 configs.
         """
         best = min((r for r in records if r.candidate), key=lambda r: r.us, default=None)
-        if best is None or self._room <= 0 or "GROUP_SIZE_M" not in self.space.params:
+        if best is None or self._room <= 0:
             return False
-        variants = [{**best.config, "GROUP_SIZE_M": g} for g in self.space.params["GROUP_SIZE_M"]]
-        unmeasured = [c for c in variants if SearchSpace.key(c) not in self._seen
-                      and self.space.contains(c) and self.space.violation(c) is None]
+        unmeasured = [c for c in self.space.group_variants(best.config)
+                      if SearchSpace.key(c) not in self._seen]
         self._enqueue(("polish", c) for c in unmeasured)  # skips those already queued
         return bool(unmeasured)
 
