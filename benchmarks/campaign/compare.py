@@ -11,6 +11,8 @@ from the overrides (e.g. benchmark.l2=layers). Writes JSON and a markdown table.
         --tuned layers=benchmarks/x/E=...json hot=benchmarks/y/E=...json \
         --tables 'benchmarks/tables/..._M*.json' --shipped 'vllm_configs_all/E=...json' \
         --out benchmarks/x/compare benchmark.l2=layers
+
+Overrides that follow --tuned need `--` before them (--tuned takes every NAME=FILE after it).
 """
 
 from __future__ import annotations
