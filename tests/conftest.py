@@ -233,13 +233,17 @@ def expected_entries(url):
                       and not check_entry(str(M), t.user_attrs["config"], (128, 128))]
         candidates.append(json.dumps(default, sort_keys=True))
         timed = [json.loads(c) for c in candidates if times.get(c) is not None]
-        us = lambda c: times[json.dumps(c, sort_keys=True)]  # noqa: E731
-        fastest = min(timed, key=us)
-        # Of GROUP_SIZE_M variants as fast as the fastest (replay has no spread), the smallest.
-        variants = [c for c in timed if us(c) == us(fastest) and all(
-            c[k] == fastest[k] for k in fastest if k != "GROUP_SIZE_M")]
-        entries[M] = min(variants, key=lambda c: c["GROUP_SIZE_M"])
+        entries[M] = replay_pick(timed, lambda c: times[json.dumps(c, sort_keys=True)])
     return entries
+
+
+def replay_pick(configs, us):
+    """The entry written from these configs timed by `us` in replay (no spread): the fastest, or
+    of its GROUP_SIZE_M variants as fast, the smallest."""
+    fastest = min(configs, key=us)
+    variants = [c for c in configs if us(c) == us(fastest) and all(
+        c[k] == fastest[k] for k in fastest if k != "GROUP_SIZE_M")]
+    return min(variants, key=lambda c: c["GROUP_SIZE_M"])
 
 
 def optuna_study_attrs(url, name):

@@ -22,7 +22,7 @@ from autotune.problem.space import SearchSpace
 from autotune.search.prior import nearest_config
 from autotune.run.tune import tune
 from autotune.study.records import Record, StudyAttr, read_records
-from tests.conftest import GRIDS, VLLM_CONFIGS, compose, replay_args
+from tests.conftest import GRIDS, VLLM_CONFIGS, compose, replay_args, replay_pick
 
 FILE = "E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
 BLOCK = (128, 128)
@@ -149,11 +149,8 @@ def test_entries_are_the_fastest_retimed_finalist_or_vllms_default(tmp_path):
             assert at_M.count(k) == (2 if times.get(k) is not None else 1)
         # The entry is the fastest of finalists and default, per the recorded table (of GROUP_SIZE_M
         # variants as fast, the smallest: replay has no spread).
-        us = lambda c: times[SearchSpace.key(c)]  # noqa: E731
-        fastest = min([*finalists, default], key=us)
-        variants = [c for c in [*finalists, default] if us(c) == us(fastest) and all(
-            c[k] == fastest[k] for k in vllm_rules.CONFIG_KEYS if k != "GROUP_SIZE_M")]
-        assert result.entries[M] == min(variants, key=lambda c: c["GROUP_SIZE_M"])
+        assert result.entries[M] == replay_pick([*finalists, default],
+                                                lambda c: times[SearchSpace.key(c)])
         assert cons["entry"]["us"] == times[SearchSpace.key(result.entries[M])]
         assert cons["entry"]["source"] == ("vllm_default" if result.entries[M] == default
                                            else "tuned")
