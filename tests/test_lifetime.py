@@ -54,8 +54,12 @@ def start(args, cwd: Path, **kw) -> subprocess.Popen:
 
 def kill_parent_and_assert_no_child_survives(run: subprocess.Popen, at_least: int) -> None:
     """SIGKILL the run's own process only (not its group); then none of its session may live."""
-    children = [p for p in session_processes(run.pid) if p.pid != run.pid]
-    assert len(children) >= at_least, [p.cmdline()[-2:] for p in children]
+    def children():
+        return [p for p in session_processes(run.pid) if p.pid != run.pid]
+
+    # A run stamps its trial before it starts the measuring worker that times it: wait for them.
+    assert wait_for(lambda: len(children()) >= at_least, bound(60)), \
+        [p.cmdline()[-2:] for p in children()]
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
     survived = not wait_for(lambda: not session_processes(run.pid), GONE_WITHIN_S)
