@@ -60,3 +60,26 @@ def test_cold_copies_share_the_routing_and_only_rotate_the_weights():
     first, second = _Problem(spec, "cpu").inputs(M=8, copies=2)
     assert first.weights.w1.data_ptr() != second.weights.w1.data_ptr()
     assert first.topk_ids is second.topk_ids and first.x is second.x
+
+
+def test_interleaved_rounds_in_one_request_as_retime_weighs_them():
+    from autotune.bench.protocol import Rounds
+    from autotune.consolidate.retime import retime
+
+    plan = build_plan(compose("shape=tiny", "device=cpu"))
+    bench = open_benchmarker(plan)
+    other = {**CONFIG, "BLOCK_SIZE_N": 64}
+    bad = {**CONFIG, "BLOCK_SIZE_K": 24}
+    try:
+        assert isinstance(bench, Rounds)
+        timings = bench.measure_rounds([CONFIG, bad, other], 4, 3)
+        assert [len(t) for t in timings] == [3, 1, 3]
+        assert all(m.ok and m.us > 0 for m in timings[0] + timings[2])
+        assert not timings[1][0].ok and "BLOCK_SIZE_K" in timings[1][0].infeasible
+        assert bench.stats().measurements == 6 and bench.stats().infeasible == 1
+        first, failed, _ = retime(bench, [CONFIG, bad, other], 4, 2)
+        assert len(first["samples"]) == 2 and first["us"] > 0
+        assert failed["us"] is None and "BLOCK_SIZE_K" in failed["reason"]
+        assert bench.stats().worker_restarts == 0
+    finally:
+        bench.close()

@@ -76,3 +76,71 @@ def test_a_worker_that_cannot_start_says_why():
     with pytest.raises(RuntimeError, match="worker failed to start: RuntimeError: no device"):
         w.call("measure", {}, 1)
     w.close()
+
+
+def test_rounds_are_interleaved_and_a_failing_config_is_not_timed_again():
+    from autotune.bench.timing import interleaved_rounds
+
+    order = []
+
+    def prepare(config):
+        if config == "no compile":
+            raise ValueError("out of resources: shared memory")
+        return config
+
+    def time_once(config):
+        order.append(config)
+        if config == "dies later" and order.count(config) == 2:
+            raise ValueError("out of resources: registers")
+        return {"us": 1.0}
+
+    answers = interleaved_rounds(prepare, time_once, ["a", "no compile", "dies later", "b"], 3)
+    assert order == ["a", "dies later", "b", "dies later", "b", "a", "b", "a"]
+    assert [len(a["rounds"]) for a in answers] == [3, 0, 1, 3]
+    assert [a["error"] for a in answers] == [
+        None, "ValueError: out of resources: shared memory",
+        "ValueError: out of resources: registers", None]
+    with pytest.raises(RuntimeError, match="illegal memory access"):  # the worker must go
+        interleaved_rounds(lambda c: c, poison, ["a"], 1)
+
+
+def poison(_):
+    raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+class RoundsTimer:
+    """Times in rounds, but a config marked "exit" kills the process whichever way it is timed."""
+
+    def __init__(self, spec):
+        pass
+
+    def measure(self, config, M):
+        if config.get("action") == "exit":
+            os._exit(3)
+        return {"us": float(config["us"]), "spread": 0.0, "samples": [1.0], "method": {}}
+
+    def measure_rounds(self, configs, M, rounds):
+        return [{"rounds": [self.measure(c, M) for _ in range(rounds)], "error": None}
+                for c in configs]
+
+    def environment(self):
+        return {}
+
+
+def make_rounds_timer(spec):
+    return RoundsTimer(spec)
+
+
+def test_a_fault_during_rounds_is_found_by_measuring_one_config_at_a_time():
+    from autotune.bench.gpu import WorkerBenchmarker
+
+    bench = WorkerBenchmarker(MeasuringWorker(make_rounds_timer, None, timeout_s=10), {})
+    try:
+        fine = bench.measure_rounds([{"us": 5}, {"us": 7}], 1, 2)
+        assert [[m.us for m in t] for t in fine] == [[5.0, 5.0], [7.0, 7.0]]
+        timings = bench.measure_rounds([{"us": 5}, {"action": "exit"}, {"us": 7}], 1, 2)
+        assert [[m.us for m in t] for t in timings] == [[5.0, 5.0], [None], [7.0, 7.0]]
+        assert "fault: worker process died (exit code 3)" in timings[1][0].infeasible
+        assert bench.stats().worker_restarts == 2  # the request, then the config alone
+    finally:
+        bench.close()

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from autotune.bench.compile import CompilePool
-from autotune.bench.protocol import BenchStats, Measurement
+from autotune.bench.protocol import BenchStats, Measurement, measure_interleaved
 from autotune.bench.timing import TimerSpec, make_gpu_timer
 from autotune.bench.worker import MeasuringWorker, WorkerDied
 
@@ -47,15 +47,7 @@ class WorkerBenchmarker:
 
     def measure(self, config: Mapping[str, int], M: int) -> Measurement:
         config = dict(config)
-        if self.compiler is not None:
-            # The pool only gets binaries into Triton's cache early; whether a config runs is
-            # decided by the measuring worker, which compiles itself what the pool could not.
-            waited, error = self.compiler.wait(config, M)
-            self._stats.compile_wait_seconds += waited
-            if error:
-                self._stats.compile_errors += 1
-        if not self.environment:
-            self.environment = self._call_environment()
+        self._wait_for_compile(config, M)
         start = time.perf_counter()
         try:
             result = self.worker.call("measure", config, M)
@@ -65,10 +57,27 @@ class WorkerBenchmarker:
             return self._failed(str(exc))
         finally:
             self._stats.measure_seconds += time.perf_counter() - start
-        self._stats.measurements += 1
-        return Measurement(us=result["us"], spread=result["spread"],
-                           samples=tuple(result["samples"]),
-                           method={**self._identity, **result["method"]})
+        return self._measurement(result)
+
+    def measure_rounds(self, configs: Sequence[Mapping[str, int]], M: int,
+                       rounds: int) -> list[list[Measurement]]:
+        """Interleaved rounds in one request: the worker captures each config's graph once."""
+        configs = [dict(c) for c in configs]
+        for config in configs:
+            self._wait_for_compile(config, M)
+        start = time.perf_counter()
+        try:
+            answers = self.worker.call("measure_rounds", configs, M, rounds,
+                                       timeout_s=self.worker.timeout_s * max(1, len(configs)))
+        except (WorkerDied, RuntimeError):
+            answers = None
+        self._stats.measure_seconds += time.perf_counter() - start
+        if answers is None:
+            # A config faulted (the worker has been replaced) or the request failed: one
+            # measurement at a time tells which config it was, as in the search.
+            return measure_interleaved(self, configs, M, rounds)
+        return [[self._measurement(r) for r in a["rounds"]]
+                + ([self._failed(a["error"])] if a["error"] else []) for a in answers]
 
     def verify(self, config: Mapping[str, int], M: int) -> Optional[bool]:
         """Does the config's output match the reference on this device (fresh random inputs)?"""
@@ -89,6 +98,23 @@ class WorkerBenchmarker:
         if self.compiler is not None:
             self.compiler.close()
         self.worker.close()
+
+    def _wait_for_compile(self, config: dict, M: int) -> None:
+        if self.compiler is not None:
+            # The pool only gets binaries into Triton's cache early; whether a config runs is
+            # decided by the measuring worker, which compiles itself what the pool could not.
+            waited, error = self.compiler.wait(config, M)
+            self._stats.compile_wait_seconds += waited
+            if error:
+                self._stats.compile_errors += 1
+        if not self.environment:
+            self.environment = self._call_environment()
+
+    def _measurement(self, result: dict) -> Measurement:
+        self._stats.measurements += 1
+        return Measurement(us=result["us"], spread=result["spread"],
+                           samples=tuple(result["samples"]),
+                           method={**self._identity, **result["method"]})
 
     def _failed(self, reason: str) -> Measurement:
         self._stats.infeasible += 1

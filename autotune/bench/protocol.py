@@ -8,7 +8,7 @@ config that fails to compile, runs out of resources or faults is a `Measurement`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional, Protocol, runtime_checkable
+from typing import Any, Iterable, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,34 @@ class Screening(Protocol):
 
     def screen(self, config: Mapping[str, int], M: int) -> Measurement:
         ...
+
+
+@runtime_checkable
+class Rounds(Protocol):
+    """Optional: a benchmarker that times configs in interleaved rounds itself, cheaper than one
+    `measure` per round (the GPU: each config's graph captured once, then replayed each round).
+
+    Same result as `measure_interleaved`: per config, one Measurement per round, or the rounds up
+    to and ending with the failed one.
+    """
+
+    def measure_rounds(self, configs: Sequence[Mapping[str, int]], M: int,
+                       rounds: int) -> list[list[Measurement]]:
+        ...
+
+
+def measure_interleaved(bench: Benchmarker, configs: Sequence[Mapping[str, int]], M: int,
+                        rounds: int) -> list[list[Measurement]]:
+    """Each config measured once per round, every round starting one config later (A B C, B C A,
+    ...) so that drift in clocks or temperature falls on all alike; a config that fails is not
+    measured again."""
+    n = len(configs)
+    timings: list[list[Measurement]] = [[] for _ in configs]
+    for r in range(rounds):
+        for i in [(r + j) % n for j in range(n)]:
+            if all(m.ok for m in timings[i]):
+                timings[i].append(bench.measure(configs[i], M))
+    return timings
 
 
 @dataclass

@@ -29,8 +29,10 @@ import statistics
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
+from autotune.bench.worker import poisons_context
+from autotune.errors import first_line
 from autotune.problem import vllm_rules
 
 # Relative-norm error a config's output may have against a reference that rounds at the same
@@ -184,7 +186,28 @@ class GpuTimer:
         return MoEPlan.create(inputs, runtime_config(config, self.spec))
 
     def measure(self, config: dict, M: int) -> dict:
-        torch, s = self.torch, self.spec
+        graph, plan, copies, calls = self.capture(config, M)
+        return self._timed(graph, plan, copies, calls)
+
+    def measure_rounds(self, configs: list[dict], M: int, rounds: int) -> list[dict]:
+        """`measure` of each config in interleaved rounds, its graph captured once. The graphs
+        share one memory pool: their intermediates overlap, which no timing reads."""
+        pool = self.torch.cuda.graph_pool_handle()
+        return interleaved_rounds(lambda c: self.capture(c, M, pool),
+                                  lambda captured: self._timed(*captured), configs, rounds)
+
+    def _timed(self, graph, plan, copies: list, calls: int) -> dict:
+        s = self.spec
+        samples = self.replay(graph, calls, s.warmup_replays, s.replays)
+        median, spread = _quantiles(samples)
+        copies_key = "layers" if s.l2 == "layers" else "weight_copies"
+        return {"us": median, "spread": spread, "samples": samples,
+                "method": {"l2": s.l2, copies_key: len(copies), "calls_per_graph": calls,
+                           "swap_ab": bool(plan.config["SWAP_AB"])}}
+
+    def capture(self, config: dict, M: int, pool=None):
+        """A CUDA graph of the config's calls over the layers: (graph, plan, copies, calls)."""
+        torch = self.torch
         copies = self.problem.inputs(M, self.copies_for(M))
         calls = self.calls_for(len(copies))
         plan = self.moe_plan(config, copies[0])
@@ -198,27 +221,26 @@ class GpuTimer:
         stream = torch.cuda.Stream()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.stream(stream):
-            with torch.cuda.graph(graph, stream=stream):
+            with torch.cuda.graph(graph, stream=stream, pool=pool):
                 for i in range(calls):
                     plan.inputs = copies[i % len(copies)]
                     plan()
         torch.cuda.synchronize()
-        for _ in range(s.warmup_replays):
+        return graph, plan, copies, calls
+
+    def replay(self, graph, calls: int, warmup: int, replays: int) -> list[float]:
+        """Microseconds per call of each timed replay, after `warmup` untimed ones."""
+        torch = self.torch
+        for _ in range(warmup):
             graph.replay()
-        start = [torch.cuda.Event(enable_timing=True) for _ in range(s.replays)]
-        end = [torch.cuda.Event(enable_timing=True) for _ in range(s.replays)]
-        for i in range(s.replays):
+        start = [torch.cuda.Event(enable_timing=True) for _ in range(replays)]
+        end = [torch.cuda.Event(enable_timing=True) for _ in range(replays)]
+        for i in range(replays):
             start[i].record()
             graph.replay()
             end[i].record()
         torch.cuda.synchronize()
-        samples = [a.elapsed_time(b) * 1000.0 / calls for a, b in zip(start, end, strict=True)]
-        del graph
-        median, spread = _quantiles(samples)
-        copies_key = "layers" if s.l2 == "layers" else "weight_copies"
-        return {"us": median, "spread": spread, "samples": samples,
-                "method": {"l2": s.l2, copies_key: len(copies), "calls_per_graph": calls,
-                           "swap_ab": bool(plan.config["SWAP_AB"])}}
+        return [a.elapsed_time(b) * 1000.0 / calls for a, b in zip(start, end, strict=True)]
 
     def verify(self, config: dict, M: int) -> dict:
         self._verify_seed += 1  # fresh random inputs for every check
@@ -244,10 +266,19 @@ class InterpreterTimer:
         self._verify_seed = 1000 + spec.seed
 
     def measure(self, config: dict, M: int) -> dict:
+        return self._timed(self._plan(config, M))
+
+    def measure_rounds(self, configs: list[dict], M: int, rounds: int) -> list[dict]:
+        return interleaved_rounds(lambda c: self._plan(c, M), self._timed, configs, rounds)
+
+    def _plan(self, config: dict, M: int):
         from autotune.kernel import MoEPlan
 
         plan = MoEPlan.create(self.problem.inputs(M)[0], config)
-        plan()
+        plan()  # compile, and surface launch errors before timing
+        return plan
+
+    def _timed(self, plan) -> dict:
         samples = []
         for _ in range(self.REPEATS):
             t0 = time.perf_counter()
@@ -267,6 +298,35 @@ class InterpreterTimer:
 
         return {"device": "cpu (Triton interpreter)", "torch": torch.__version__,
                 "triton": triton.__version__}
+
+
+def interleaved_rounds(prepare: Callable[[dict], Any], time_once: Callable[[Any], dict],
+                       configs: list[dict], rounds: int) -> list[dict]:
+    """Each config prepared once, then timed once per round, every round starting one config
+    later (A B C, B C A, ...). Per config {"rounds": [timing, ...], "error": reason or None}; a
+    config that fails is not timed again, an error that poisons the CUDA context ends it all."""
+    prepared: list[Any] = []
+    answers = [{"rounds": [], "error": None} for _ in configs]
+    for config, answer in zip(configs, answers):
+        prepared.append(_attempt(lambda: prepare(config), answer))
+    n = len(configs)
+    for r in range(rounds):
+        for i in [(r + j) % n for j in range(n)]:
+            if answers[i]["error"] is None:
+                timing = _attempt(lambda: time_once(prepared[i]), answers[i])
+                if timing is not None:
+                    answers[i]["rounds"].append(timing)
+    return answers
+
+
+def _attempt(step: Callable[[], Any], answer: dict) -> Any:
+    try:
+        return step()
+    except Exception as exc:  # noqa: BLE001 - a config's failure is its answer
+        if poisons_context(exc):
+            raise  # the worker answers it as fatal and is replaced
+        answer["error"] = f"{type(exc).__name__}: {first_line(exc)}"
+        return None
 
 
 def gpu_environment() -> dict:

@@ -145,7 +145,7 @@ def _serve(conn, factory: TimerFactory, spec: Any) -> None:
             conn.send(("ok", getattr(timer, op)(*args)))
         except Exception as exc:  # noqa: BLE001
             message = f"{type(exc).__name__}: {first_line(exc)}"
-            if _poisons_context(exc):
+            if poisons_context(exc):
                 conn.send(("fatal", message))
                 return
             conn.send(("error", message))
@@ -160,6 +160,6 @@ _STICKY = ("illegal memory access", "illegal address", "unspecified launch failu
            "CUDA error: unknown error", "uncorrectable ECC error")
 
 
-def _poisons_context(exc: BaseException) -> bool:
+def poisons_context(exc: BaseException) -> bool:
     text = str(exc)
     return any(s in text for s in _STICKY)

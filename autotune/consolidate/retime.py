@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import statistics
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Sequence
 
-from autotune.bench.protocol import Benchmarker
+from autotune.bench.protocol import Benchmarker, Measurement, Rounds, measure_interleaved
 from autotune.problem.space import Config, SearchSpace
 
 
@@ -17,23 +17,20 @@ def retime(bench: Benchmarker, configs: Sequence[Config], M: int, rounds: int) -
     Returns per config {"us", "spread", "samples"}, or {"us": None, "reason"} when it failed.
     """
     bench.prepare(configs, M)
-    n = len(configs)
-    samples: list[list[float]] = [[] for _ in configs]
-    failed: list[Optional[str]] = [None] * n
-    for r in range(rounds):
-        for i in [(r + j) % n for j in range(n)]:
-            if failed[i] is None:
-                m = bench.measure(configs[i], M)
-                if m.ok:
-                    samples[i].append(float(m.us))  # type: ignore[arg-type]
-                else:
-                    failed[i] = m.infeasible or "failed"
-    return [_timing(s, f) for s, f in zip(samples, failed)]
+    if isinstance(bench, Rounds):
+        timings = bench.measure_rounds(configs, M, rounds)
+    else:
+        timings = measure_interleaved(bench, configs, M, rounds)
+    return [_timing(t) for t in timings]
 
 
-def _timing(samples: list[float], reason: Optional[str]) -> dict:
-    if reason is not None or not samples:
-        return {"us": None, "reason": reason or "not timed"}
+def _timing(timings: list[Measurement]) -> dict:
+    failed = next((m for m in timings if not m.ok), None)
+    if failed is not None:
+        return {"us": None, "reason": failed.infeasible or "failed"}
+    if not timings:
+        return {"us": None, "reason": "not timed"}
+    samples = [float(m.us) for m in timings]  # type: ignore[arg-type]
     median = statistics.median(samples)
     return {"us": median, "spread": (max(samples) - min(samples)) / median, "samples": samples}
 
