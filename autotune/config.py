@@ -129,6 +129,10 @@ class BenchmarkConfig:
     # Configs the prior ranks first, compiled in the pool's spare time (prior_gp; 0: off).
     speculate: int = 128
     measure_timeout_s: float = 120.0  # a measurement that takes longer is a hung kernel
+    # Re-time in one worker request, each config's graph captured once (a measurement captures
+    # it again every round). Off on the GPU until its timings are checked against the default's
+    # there (benchmarks/campaign/gpu_speed_1.sh); the CPU interpreter always does it.
+    rounds_in_worker: bool = False
 
 
 @dataclass

@@ -24,10 +24,11 @@ class WorkerBenchmarker:
     kind = "worker"
 
     def __init__(self, worker: MeasuringWorker, identity: dict[str, Any],
-                 compiler: Optional[CompilePool] = None):
+                 compiler: Optional[CompilePool] = None, rounds_in_worker: bool = True):
         self.worker = worker
         self._identity = identity
         self.compiler = compiler
+        self.rounds_in_worker = rounds_in_worker
         self._stats = BenchStats()
         self.environment: dict[str, Any] = {}
 
@@ -61,7 +62,10 @@ class WorkerBenchmarker:
 
     def measure_rounds(self, configs: Sequence[Mapping[str, int]], M: int,
                        rounds: int) -> list[list[Measurement]]:
-        """Interleaved rounds in one request: the worker captures each config's graph once."""
+        """Interleaved rounds in one request: the worker captures each config's graph once
+        (with `rounds_in_worker`; otherwise one `measure` per round)."""
+        if not self.rounds_in_worker:
+            return measure_interleaved(self, configs, M, rounds)
         configs = [dict(c) for c in configs]
         for config in configs:
             self._wait_for_compile(config, M)
@@ -146,4 +150,5 @@ def open_gpu_benchmarker(plan, timer: Callable[[TimerSpec], Any] = make_gpu_time
     spec = timer_spec(plan)
     workers = b.compile_workers if b.compile_workers >= 0 else max(1, (os.cpu_count() or 2) - 2)
     worker = MeasuringWorker(timer, spec, timeout_s=b.measure_timeout_s)
-    return WorkerBenchmarker(worker, plan.benchmark_identity, CompilePool(spec, workers))
+    return WorkerBenchmarker(worker, plan.benchmark_identity, CompilePool(spec, workers),
+                             rounds_in_worker=b.rounds_in_worker)
