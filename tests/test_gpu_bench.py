@@ -96,3 +96,35 @@ def test_out_of_shared_memory_is_infeasible():
         assert bench.measure(CONFIG, 16).ok
     finally:
         bench.close()
+
+
+OTHER = {**CONFIG, "BLOCK_SIZE_N": 128, "num_stages": 4}
+
+
+def test_rounds_in_the_worker_time_as_one_measurement_a_round_does():
+    bench = open_benchmarker(gpu_plan("benchmark.rounds_in_worker=true"))
+    try:
+        configs = [CONFIG, OTHER]
+        bench.prepare(configs, 16)
+        in_worker = bench.measure_rounds(configs, 16, 3)
+        bench.rounds_in_worker = False
+        one_by_one = bench.measure_rounds(configs, 16, 3)
+        for a, b in zip(in_worker, one_by_one):
+            assert len(a) == len(b) == 3 and all(m.ok for m in a + b)
+            median = sorted(m.us for m in a)[1] / sorted(m.us for m in b)[1]
+            assert abs(median - 1) < 0.03
+        assert bench.stats().worker_restarts == 0
+    finally:
+        bench.close()
+
+
+def test_a_fault_in_rounds_is_found_one_config_at_a_time():
+    plan = gpu_plan("benchmark.rounds_in_worker=true")
+    bench = open_gpu_benchmarker(plan, timer=faulting_timer({"BLOCK_SIZE_M": 32}))
+    try:
+        timings = bench.measure_rounds([CONFIG, {**CONFIG, "BLOCK_SIZE_M": 32}, OTHER], 16, 2)
+        assert [len(t) for t in timings] == [2, 1, 2]
+        assert all(m.ok for m in timings[0] + timings[2])
+        assert "fault" in timings[1][0].infeasible
+    finally:
+        bench.close()

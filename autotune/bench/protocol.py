@@ -8,7 +8,8 @@ config that fails to compile, runs out of resources or faults is a `Measurement`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional, Protocol, Sequence, runtime_checkable
+from typing import (Any, Iterable, Iterator, Mapping, Optional, Protocol, Sequence,
+                    runtime_checkable)
 
 
 @dataclass(frozen=True)
@@ -94,13 +95,18 @@ def measure_interleaved(bench: Benchmarker, configs: Sequence[Mapping[str, int]]
     """Each config measured once per round, every round starting one config later (A B C, B C A,
     ...) so that drift in clocks or temperature falls on all alike; a config that fails is not
     measured again."""
-    n = len(configs)
     timings: list[list[Measurement]] = [[] for _ in configs]
-    for r in range(rounds):
-        for i in [(r + j) % n for j in range(n)]:
-            if all(m.ok for m in timings[i]):
-                timings[i].append(bench.measure(configs[i], M))
+    for i in interleaved_order(len(configs), rounds):
+        if all(m.ok for m in timings[i]):
+            timings[i].append(bench.measure(configs[i], M))
     return timings
+
+
+def interleaved_order(n: int, rounds: int) -> Iterator[int]:
+    """Which of n configs to time next, over the rounds: 0 1 2, 1 2 0, 2 0 1, ..."""
+    for r in range(rounds):
+        for j in range(n):
+            yield (r + j) % n
 
 
 @dataclass

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from autotune.bench.protocol import interleaved_order
 from autotune.bench.worker import poisons_context
 from autotune.errors import first_line
 from autotune.problem import vllm_rules
@@ -309,13 +310,11 @@ def interleaved_rounds(prepare: Callable[[dict], Any], time_once: Callable[[Any]
     answers = [{"rounds": [], "error": None} for _ in configs]
     for config, answer in zip(configs, answers):
         prepared.append(_attempt(lambda: prepare(config), answer))
-    n = len(configs)
-    for r in range(rounds):
-        for i in [(r + j) % n for j in range(n)]:
-            if answers[i]["error"] is None:
-                timing = _attempt(lambda: time_once(prepared[i]), answers[i])
-                if timing is not None:
-                    answers[i]["rounds"].append(timing)
+    for i in interleaved_order(len(configs), rounds):
+        if answers[i]["error"] is None:
+            timing = _attempt(lambda: time_once(prepared[i]), answers[i])
+            if timing is not None:
+                answers[i]["rounds"].append(timing)
     return answers
 
 
