@@ -1,11 +1,11 @@
 """Where a measurement's time goes, and how few replays rank configs as the full count does (GPU).
 
 For each batch size, the distinct entries of a tuned file (the configs a tune weighs there) are
-captured once each, timing the phases of `GpuTimer.measure`: inputs, eager calls (kernel load),
-graph capture (kernels already loaded). Then `--rounds` interleaved rounds replay every graph `--replays` times with no
-warmup, keeping every sample, so that any (warmup, replays) protocol can be judged offline on the
-same samples (`analyse_replays.py`). Last, one full `measure` per config: its wall time as a tune
-pays it.
+captured once each, timing the phases of `GpuTimer.measure`: the inputs, then the eager calls and
+graph capture with the kernels already loaded. Then `--rounds` interleaved rounds replay every
+graph `--replays` times with no warmup, keeping every sample, so that any (warmup, replays)
+protocol can be judged offline on the same samples (`analyse_replays.py`). Last, one full
+`measure` per config: its wall time as a tune pays it.
 
     python benchmarks/speed/profile_measure.py --shape qwen3_30b_a3b_tp1 \
         --file benchmarks/fidelity_h200/session8/qwen3_bf16_a4/E=128,N=768,device_name=NVIDIA_H200.json \
@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from autotune.bench.gpu import timer_spec  # noqa: E402
+from autotune.bench.protocol import interleaved_order  # noqa: E402
 from autotune.bench.timing import GpuTimer  # noqa: E402
 from autotune.files.vllm import read_entries  # noqa: E402
 from autotune.plan import build_plan  # noqa: E402
@@ -53,28 +54,26 @@ def main() -> None:
         graphs = []
         for config in configs:
             t0 = time.perf_counter()
-            copies = timer.problem.inputs(M, timer.copies_for(M))
-            t1 = time.perf_counter()
+            timer.problem.inputs(M, timer.copies_for(M))
+            inputs_s = time.perf_counter() - t0
             try:
                 timer.capture(config, M)  # loads the kernels into this process: not timed
-                t1 = time.perf_counter()
+                t0 = time.perf_counter()
                 graph, _, copies, calls = timer.capture(config, M)
+                capture_s = time.perf_counter() - t0
             except Exception as exc:  # noqa: BLE001 - a config that does not run at this M
                 print(f"M={M} {config}: {type(exc).__name__}: {exc}", flush=True)
                 continue
-            t2 = time.perf_counter()
             graphs.append((config, graph, calls))
             bucket["configs"].append({"config": config, "layers": len(copies), "calls": calls,
-                                      "inputs_s": t1 - t0, "capture_s": t2 - t1,
+                                      "inputs_s": inputs_s, "capture_s": capture_s,
                                       "rounds": [], "replay_s": []})
-        for r in range(args.rounds):
-            n = len(graphs)
-            for i in [(r + j) % n for j in range(n)]:
-                _, graph, calls = graphs[i]
-                t0 = time.perf_counter()
-                samples = timer.replay(graph, calls, 0, args.replays)
-                bucket["configs"][i]["replay_s"].append(time.perf_counter() - t0)
-                bucket["configs"][i]["rounds"].append(samples)
+        for i in interleaved_order(len(graphs), args.rounds):
+            _, graph, calls = graphs[i]
+            t0 = time.perf_counter()
+            samples = timer.replay(graph, calls, 0, args.replays)
+            bucket["configs"][i]["replay_s"].append(time.perf_counter() - t0)
+            bucket["configs"][i]["rounds"].append(samples)
         del graphs
         torch.cuda.synchronize()
         for entry in bucket["configs"]:
