@@ -27,18 +27,18 @@ else
   TAG=qwen3_fp8; SHIPPED="autotune/vllm_configs/E=128,N=768,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
   DTYPE=(shape.dtype=fp8_w8a8 'shape.block_shape=[128,128]'); FIRST=default; FIRST_SET=(); PREVIOUS=()
 fi
-TRITON_CACHE_DIR=$R/triton_${TAG}_$FIRST TUNE_TAIL=3 tune ${TAG}_$FIRST 280 qwen3_30b_a3b_tp1 \
+TRITON_CACHE_DIR=$R/triton_${TAG}_$FIRST TUNE_TAIL=3 tune ${TAG}_$FIRST 230 qwen3_30b_a3b_tp1 \
   "$SHIPPED" "${DTYPE[@]}" "${FIRST_SET[@]}"
 pack
-TRITON_CACHE_DIR=$R/triton_${TAG}_fast TUNE_TAIL=3 tune ${TAG}_fast 200 qwen3_30b_a3b_tp1 "$SHIPPED" \
+TRITON_CACHE_DIR=$R/triton_${TAG}_fast TUNE_TAIL=3 tune ${TAG}_fast 160 qwen3_30b_a3b_tp1 "$SHIPPED" \
   "${DTYPE[@]}" $FAST
 pack
-TRITON_CACHE_DIR=$R/triton_${TAG}_$FIRST timeout 150 python3 benchmarks/speed/profile_measure.py \
+TRITON_CACHE_DIR=$R/triton_${TAG}_$FIRST timeout 100 python3 benchmarks/speed/profile_measure.py \
   --shape qwen3_30b_a3b_tp1 --file "$(ls $R/${TAG}_$FIRST/E=*.json)" --out "$R/profile_$TAG.json" \
   "${DTYPE[@]}" 2>&1 | tee "$R/profile_$TAG.log"
 log "profile rc=$?"
 pack
-TRITON_CACHE_DIR=$R/triton_${TAG}_$FIRST compare ${TAG}_compare 200 --shape qwen3_30b_a3b_tp1 \
+TRITON_CACHE_DIR=$R/triton_${TAG}_$FIRST compare ${TAG}_compare 90 --shape qwen3_30b_a3b_tp1 \
   --shipped "$SHIPPED" --rounds 5 --tuned "$FIRST=$(ls $R/${TAG}_$FIRST/E=*.json)" \
   "fast=$(ls $R/${TAG}_fast/E=*.json)" "${PREVIOUS[@]}" -- benchmark.seed=2 "${DTYPE[@]}"
 smi | tee -a "$R/gpu_$PHASE.csv"
