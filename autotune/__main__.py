@@ -18,6 +18,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from autotune import wall_clock
 from autotune.config import Config, config_root, register_configs
 from autotune.errors import EXIT_INTERRUPTED, UserError
 
@@ -121,14 +122,13 @@ def bucket_line(outcome, entry: Optional[dict], settled: Optional[dict]) -> str:
 
 
 def wall_time_line(seconds: dict) -> str:
-    """`wall time 52.3 s: start-up 8.1, search 30.2 (compile wait 5.0), ...`."""
-    parts = []
-    for name, s in seconds.items():
-        if name in ("total", "compile wait"):
-            continue
-        wait = seconds.get("compile wait") if name == "search" else None
-        parts.append(f"{name} {s:.1f}" + (f" (compile wait {wait:.1f})" if wait else ""))
-    timed = sum(s for name, s in seconds.items() if name not in ("total", "compile wait"))
+    """`wall time 52.3 s: start-up 8.1, search 30.2 (compile wait 5.0, worker start 2.1), ...`."""
+    apart = ("total", *wall_clock.WAITS)
+    waits = ", ".join(f"{name} {seconds[name]:.1f}" for name in wall_clock.WAITS
+                      if seconds.get(name))
+    parts = [f"{name} {s:.1f}" + (f" ({waits})" if name == "search" and waits else "")
+             for name, s in seconds.items() if name not in apart]
+    timed = sum(s for name, s in seconds.items() if name not in apart)
     total = seconds.get("total")
     if total is None:
         return "wall time by phase: " + ", ".join(parts)

@@ -15,6 +15,8 @@ from typing import Iterator, Optional
 
 # In the order a run goes through them (the report and the summary line keep it).
 PHASES = ("start-up", "search", "re-timing", "correctness", "midpoints", "files", "report")
+# Waits inside the search and re-timing, by the benchmarker's statistic that counts them.
+WAITS = {"compile wait": "compile_wait_seconds", "worker start": "worker_start_wait_seconds"}
 
 _seconds: dict[str, float] = {}
 _stack: list[list] = []  # [name, time the innermost phase last resumed]

@@ -44,8 +44,25 @@ def test_speculation_uses_spare_workers_only_and_counts_each_config_once():
         p.close()
 
 
+def test_started_ahead_every_worker_process_is_up_before_the_first_config():
+    import psutil
+
+    p = pool(2)
+    try:
+        p.start()
+        assert len(p._pool._processes) == 2  # spawned now, importing while the run starts up
+        assert all(psutil.Process(pid).is_running() for pid in p._pool._processes)
+        assert p.wait(CONFIGS[0], 16)[1] is None and p.compiled == 1
+        pids = list(p._pool._processes)
+    finally:
+        p.close()
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+                   for pid in pids)
+
+
 def test_no_workers_means_no_pool():
     p = pool(0)
+    p.start()
     p.speculate([(c, 16) for c in CONFIGS])
     assert p.wait(CONFIGS[0], 16) == (0.0, None) and p._pool is None
 

@@ -71,6 +71,49 @@ def test_a_fault_replaces_the_worker_and_the_next_request_is_served(worker, acti
     assert worker.stats.restarts == 1 and reason in worker.stats.faults[0]
 
 
+def slow_start(spec):
+    time.sleep(1.0)  # as CUDA's start-up and the timer's inputs take seconds
+    return ScriptedTimer(spec)
+
+
+def dies_starting(spec):
+    os._exit(4)
+
+
+def test_a_worker_started_ahead_is_ready_by_its_first_request_and_closes_cleanly():
+    import psutil
+
+    ahead = MeasuringWorker(slow_start, None, timeout_s=3)
+    ahead.start()  # returns at once; the child starts up meanwhile
+    child = psutil.Process(ahead._proc.pid)
+    assert ahead._conn.poll(60)  # the caller's own start-up, meanwhile: the child got ready
+    assert ahead.call("measure", {}, 4)["pid"] == child.pid
+    assert ahead.stats.start_wait_seconds < 0.5  # its start-up was already done
+    ahead.close()
+    assert not child.is_running()
+
+    cold = MeasuringWorker(slow_start, None, timeout_s=3)
+    cold.call("measure", {}, 4)
+    assert cold.stats.start_wait_seconds >= 1.0  # started by the request, which waited
+    cold.close()
+
+    unused = MeasuringWorker(slow_start, None, timeout_s=3)
+    unused.start()
+    child = psutil.Process(unused._proc.pid)
+    unused.close()  # before it was ever ready
+    assert not child.is_running()
+
+
+def test_a_worker_that_dies_while_starting_is_a_fault_and_a_fresh_one_is_tried_next():
+    w = MeasuringWorker(dies_starting, None, timeout_s=3)
+    w.start()
+    with pytest.raises(WorkerDied, match="died while starting .exit code 4"):
+        w.call("measure", {}, 1)
+    with pytest.raises(WorkerDied, match="exit code 4"):
+        w.call("measure", {}, 1)
+    w.close()
+
+
 def test_a_worker_that_cannot_start_says_why():
     w = MeasuringWorker(broken_factory, None, timeout_s=3)
     with pytest.raises(RuntimeError, match="worker failed to start: RuntimeError: no device"):

@@ -45,6 +45,10 @@ def _init_worker(spec: TimerSpec) -> None:
     _compiler = MoECompiler(spec.E, spec.N, spec.K, spec.topk, spec.dtype, spec.block_shape)
 
 
+def _started() -> None:
+    """Nothing: the worker's initializer has run."""
+
+
 def _compile(config: dict, M: int) -> tuple[float, Optional[str]]:
     """Seconds spent and the error, if the config does not compile."""
     start = time.perf_counter()
@@ -69,6 +73,14 @@ class CompilePool:
         self._speculating: list[Future] = []
         self.compile_seconds = 0.0  # CPU time of compiles, summed over workers
         self.compiled = 0
+
+    def start(self) -> None:
+        """Start every worker process now: each imports torch and Triton (seconds) while the run
+        starts up, instead of when the first configs are asked for."""
+        if self.workers <= 0:
+            return
+        for _ in range(self.workers):  # a task no worker is free for spawns one
+            self._executor().submit(_started)
 
     def submit(self, configs: Iterable[Mapping[str, int]], M: int) -> None:
         if self.workers <= 0:

@@ -32,6 +32,13 @@ class WorkerBenchmarker:
         self._stats = BenchStats()
         self.environment: dict[str, Any] = {}
 
+    def start(self) -> None:
+        """Start the measuring worker and the compile pool now, so that their start-up overlaps
+        the run's own (they are otherwise started by the first configs)."""
+        self.worker.start()
+        if self.compiler is not None:
+            self.compiler.start()
+
     def identity(self) -> dict[str, Any]:
         return dict(self._identity)
 
@@ -95,6 +102,7 @@ class WorkerBenchmarker:
         if self.compiler is not None:
             s.compile_seconds, s.compiled = self.compiler.compile_seconds, self.compiler.compiled
         s.worker_restarts = self.worker.stats.restarts
+        s.worker_start_wait_seconds = self.worker.stats.start_wait_seconds
         s.faults = tuple(self.worker.stats.faults)
         return s
 
@@ -150,5 +158,7 @@ def open_gpu_benchmarker(plan, timer: Callable[[TimerSpec], Any] = make_gpu_time
     spec = timer_spec(plan)
     workers = b.compile_workers if b.compile_workers >= 0 else max(1, (os.cpu_count() or 2) - 2)
     worker = MeasuringWorker(timer, spec, timeout_s=b.measure_timeout_s)
-    return WorkerBenchmarker(worker, plan.benchmark_identity, CompilePool(spec, workers),
-                             rounds_in_worker=b.rounds_in_worker)
+    bench = WorkerBenchmarker(worker, plan.benchmark_identity, CompilePool(spec, workers),
+                              rounds_in_worker=b.rounds_in_worker)
+    bench.start()  # CUDA's start-up and the compilers' imports, while the studies open
+    return bench

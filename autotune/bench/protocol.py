@@ -121,6 +121,7 @@ class BenchStats:
     compiled: int = 0
     compile_errors: int = 0  # configs the pool could not compile (the worker tried again)
     worker_restarts: int = 0
+    worker_start_wait_seconds: float = 0.0  # measurements waited for the measuring worker
     faults: tuple[str, ...] = ()
 
     @property

@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -30,6 +31,7 @@ TimerFactory = Callable[[Any], Any]
 class WorkerStats:
     restarts: int = 0
     faults: list[str] = field(default_factory=list)  # reasons the child was replaced
+    start_wait_seconds: float = 0.0  # calls waited this long for a child to be ready
 
 
 class WorkerDied(Exception):
@@ -49,6 +51,7 @@ class MeasuringWorker:
         self.stats = WorkerStats()
         self._proc: Optional[mp.process.BaseProcess] = None
         self._conn = None
+        self._ready = False  # the child has built its timer
 
     def call(self, op: str, *args: Any, timeout_s: Optional[float] = None) -> Any:
         """Run `timer.op(*args)` in the child; raises WorkerDied if the child faults or hangs.
@@ -83,12 +86,23 @@ class MeasuringWorker:
         if self._proc.is_alive():
             self._proc.kill()
             self._proc.join()
-        self._proc = None
+        self._proc, self._conn, self._ready = None, None, False
+
+    def start(self) -> None:
+        """Start the child now without waiting for it, so that its start-up (imports, CUDA, the
+        timer's inputs: seconds) overlaps the caller's; the first call waits for it."""
+        if self._proc is None:
+            self._launch()
 
     # -- child lifecycle -------------------------------------------------------------------------
     def _ensure_started(self) -> None:
-        if self._proc is not None and self._proc.is_alive():
+        if self._proc is not None and self._ready and self._proc.is_alive():
             return
+        if self._proc is None or self._ready:  # none yet, or the ready one has died
+            self._launch()
+        self._await_ready()
+
+    def _launch(self) -> None:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         saved = {k: os.environ.get(k) for k in self.env}
@@ -103,14 +117,28 @@ class MeasuringWorker:
                 else:
                     os.environ[k] = v
         child.close()
-        if not parent.poll(self.start_timeout_s):
+        self._proc, self._conn, self._ready = proc, parent, False
+
+    def _await_ready(self) -> None:
+        started = time.perf_counter()
+        try:
+            answered = self._conn.poll(self.start_timeout_s)
+            status, payload = self._conn.recv() if answered else ("hung", None)
+        except (EOFError, OSError):
+            status, payload = "died", None
+        finally:
+            self.stats.start_wait_seconds += time.perf_counter() - started
+        if status == "ready":
+            self._ready = True
+            return
+        proc, self._proc, self._conn = self._proc, None, None
+        if status == "hung":
             proc.kill()
-            raise WorkerDied("worker did not start")
-        status, payload = parent.recv()
-        if status != "ready":
-            proc.join()
+        proc.join()
+        if status == "error":
             raise RuntimeError(f"worker failed to start: {payload}")
-        self._proc, self._conn = proc, parent
+        raise WorkerDied("worker did not start" if status == "hung"
+                         else f"worker process died while starting (exit code {proc.exitcode})")
 
     def _replace(self, reason: str) -> WorkerDied:
         """Kill the child (the next call starts a fresh one); the error to raise."""
@@ -119,7 +147,7 @@ class MeasuringWorker:
         if self._proc is not None:
             self._proc.kill()
             self._proc.join()
-        self._proc = None
+        self._proc, self._conn, self._ready = None, None, False
         return WorkerDied(reason)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from autotune import wall_clock
+
 
 def _us(v: Optional[float], note: Optional[str] = None) -> str:
     return f"{v:.2f}" if v is not None else f"n/a ({note})" if note else "n/a"
@@ -87,10 +89,11 @@ def _wall_time(data: dict[str, Any]) -> list[str]:
         return []
     lines = ["", "## Wall time of the last run", "",
              "Seconds by phase, from the process's start to the files written (this report's own "
-             "time, and the plots', are in the run's wall-time line). Compile wait is the part of the "
-             "search and re-timing the GPU spent waiting for Triton compiles.", "",
+             "time, and the plots', are in the run's wall-time line). Compile wait and worker "
+             "start are the parts of the search and re-timing the GPU spent waiting for Triton "
+             "compiles and for the measuring process to start (CUDA, the inputs).", "",
              "| phase | seconds |", "|---|---:|"]
-    lines += [f"| {'of which ' if name == 'compile wait' else ''}{name} | {s:.1f} |"
+    lines += [f"| {'of which ' if name in wall_clock.WAITS else ''}{name} | {s:.1f} |"
               for name, s in seconds.items() if name != "total"]
     if "total" in seconds:
         lines.append(f"| **total** | **{seconds['total']:.1f}** |")

@@ -36,7 +36,7 @@ def finish(result: TuneResult, studies: RunStudies,
     _store_wall_time(studies, plan.buckets, result.bench_stats)
     with wall_clock.phase("report"):
         result.report_dir = _write_report(plan, studies)
-    result.wall_time = {**wall_clock.seconds(), **_compile_wait(result.bench_stats)}
+    result.wall_time = {**wall_clock.seconds(), **_waits(result.bench_stats)}
 
 
 def _store_wall_time(studies: RunStudies, buckets: list[int], bench_stats: dict) -> None:
@@ -44,13 +44,17 @@ def _store_wall_time(studies: RunStudies, buckets: list[int], bench_stats: dict)
     held = studies.existing(buckets)
     if held:
         held[min(held)].set_user_attr(StudyAttr.WALL_TIME,
-                                      {**wall_clock.seconds(), **_compile_wait(bench_stats)})
+                                      {**wall_clock.seconds(), **_waits(bench_stats)})
 
 
-def _compile_wait(bench_stats: dict) -> dict:
-    """Time the GPU waited for compiles (within search and re-timing), where measured."""
-    wait = bench_stats.get("compile_wait_seconds")
-    return {"compile wait": round(wait, 2)} if wait is not None else {}
+def _waits(bench_stats: dict) -> dict:
+    """Time the GPU waited, within search and re-timing, for compiles and for the measuring
+    worker to start (CUDA, the timer's inputs), where measured."""
+    out = {}
+    for name, key in wall_clock.WAITS.items():
+        if bench_stats.get(key) is not None:
+            out[name] = round(bench_stats[key], 2)
+    return out
 
 
 def settled_entries(studies: RunStudies, entries: dict[int, dict[str, int]]) -> dict[int, dict]:
