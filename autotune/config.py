@@ -112,11 +112,11 @@ class BenchmarkConfig:
     tables: Any = field(default_factory=list)
     default_buckets: Optional[List[int]] = None  # buckets when the top-level `buckets` is null
     calls_per_graph: int = 10
-    # Replays of a config's CUDA graph: the warmup's are dropped, the median of the rest is the
-    # time. 2 + 6 gave entries as fast as 5 + 20 did, in a third of the GPU time (two shapes on
-    # an H200, benchmarks/speed/README.md).
-    warmup_replays: int = 2
-    replays: int = 6
+    # Replays of a config's CUDA graph: the warmup's dropped, the median of the rest is its time.
+    # 2 + 6 halves a tune's wall time but mis-ranked configs 4% apart at large M on an H200
+    # (benchmarks/speed/README.md).
+    warmup_replays: int = 5
+    replays: int = 20
     # What L2 holds when a call starts (autotune/bench/timing.py): hot (same weights every call,
     # as vLLM's tuner) | cold (rotate weight copies) | layers (a stack of layers, as serving runs)
     l2: str = "layers"
@@ -132,9 +132,10 @@ class BenchmarkConfig:
     # Configs the prior ranks first, compiled in the pool's spare time (prior_gp; 0: off).
     speculate: int = 128
     measure_timeout_s: float = 120.0  # a measurement that takes longer is a hung kernel
-    # Re-time in one worker request, each config's graph captured once (false: a whole
-    # measurement every round, graph captured again). The CPU interpreter always does it.
-    rounds_in_worker: bool = True
+    # Re-time in one worker request, each config's graph captured once (a measurement captures
+    # it again every round). Off on the GPU: there it chose as well but took longer
+    # (benchmarks/speed/README.md); the CPU interpreter always does it.
+    rounds_in_worker: bool = False
 
 
 @dataclass
