@@ -125,7 +125,7 @@ def wall_time_line(seconds: dict) -> str:
     """`wall time 52.3 s: start-up 8.1, search 30.2 (compile wait 5.0, worker start 2.1), ...`."""
     apart = ("total", *wall_clock.WAITS)
     waits = ", ".join(f"{name} {seconds[name]:.1f}" for name in wall_clock.WAITS
-                      if seconds.get(name))
+                      if seconds.get(name, 0.0) >= 0.05)  # what rounds to 0.0 is left out
     parts = [f"{name} {s:.1f}" + (f" ({waits})" if name == "search" and waits else "")
              for name, s in seconds.items() if name not in apart]
     timed = sum(s for name, s in seconds.items() if name not in apart)

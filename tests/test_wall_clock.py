@@ -35,3 +35,17 @@ def test_start_up_is_the_process_age_at_the_first_bucket():
     assert wall_clock.seconds()["start-up"] == first
     assert first >= age - 0.01  # seconds() rounds to 0.01 s
     assert wall_clock.seconds()["total"] >= first
+
+
+def test_the_waits_are_shown_inside_the_search_and_not_counted_again():
+    from autotune.__main__ import wall_time_line
+
+    line = wall_time_line({"start-up": 2.0, "search": 30.0, "re-timing": 10.0, "total": 45.0,
+                           "compile wait": 8.0, "worker start": 0.02})
+    # worker start rounds to 0.0: left out; the waits are part of the search's 30 s, so
+    # "other" is what no phase covers
+    assert line == ("wall time 45.0 s: start-up 2.0, search 30.0 (compile wait 8.0), "
+                    "re-timing 10.0, other 3.0")
+    line = wall_time_line({"search": 30.0, "total": 31.0, "compile wait": 8.0,
+                           "worker start": 1.24})
+    assert line == "wall time 31.0 s: search 30.0 (compile wait 8.0, worker start 1.2), other 1.0"
