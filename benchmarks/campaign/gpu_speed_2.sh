@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# GPU campaign (one H200), session 9, second part: whole tunes with the new defaults (2 warmup +
-# 6 replays, re-timing in one worker request, the measuring worker and the compile pool started
-# with the run), each from an empty storage and its own empty Triton cache; their files re-timed
+# GPU campaign (one H200), session 9, second part: whole tunes with 2 warmup + 6 replays and
+# re-timing in one worker request (the defaults when it ran, on f4addd7; given explicitly since
+# they were reverted), the measuring worker and the compile pool started with the run, each from
+# an empty storage and its own empty Triton cache; their files re-timed
 # in another process against the previous default's files of the same shape (bf16: session 8's
 # a4; fp8: gpu_speed_1.sh's default tune) and vLLM's shipped file; then the GPU tests. Results in
 # /tmp/s9b, packed into $OUT after each step.
@@ -17,11 +18,12 @@ S9=benchmarks/speed/h200/session9
 BF16_SHIPPED="benchmarks/fidelity_h200/shipped/E=128,N=768,device_name=NVIDIA_H200.json"
 FP8_SHIPPED="autotune/vllm_configs/E=128,N=768,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
 FP8=(shape.dtype=fp8_w8a8 'shape.block_shape=[128,128]')
+FAST=(benchmark.warmup_replays=2 benchmark.replays=6 benchmark.rounds_in_worker=true)
 # The judge times as gpu_speed_1.sh's comparisons did: 5 + 20 replays, a whole measurement a round.
 JUDGE=(benchmark.seed=2 benchmark.warmup_replays=5 benchmark.replays=20 benchmark.rounds_in_worker=false)
-TRITON_CACHE_DIR=$R/triton_bf16 TUNE_TAIL=3 tune qwen3_bf16_new 140 qwen3_30b_a3b_tp1 "$BF16_SHIPPED"
+TRITON_CACHE_DIR=$R/triton_bf16 TUNE_TAIL=3 tune qwen3_bf16_new 140 qwen3_30b_a3b_tp1 "$BF16_SHIPPED" "${FAST[@]}"
 pack
-TRITON_CACHE_DIR=$R/triton_fp8 TUNE_TAIL=3 tune qwen3_fp8_new 140 qwen3_30b_a3b_tp1 "$FP8_SHIPPED" "${FP8[@]}"
+TRITON_CACHE_DIR=$R/triton_fp8 TUNE_TAIL=3 tune qwen3_fp8_new 140 qwen3_30b_a3b_tp1 "$FP8_SHIPPED" "${FP8[@]}" "${FAST[@]}"
 pack
 TRITON_CACHE_DIR=$R/triton_bf16 compare qwen3_bf16_compare 80 --shape qwen3_30b_a3b_tp1 \
   --shipped "$BF16_SHIPPED" --rounds 5 --tuned "new=$(ls $R/qwen3_bf16_new/E=*.json)" \
