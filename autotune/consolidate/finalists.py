@@ -175,23 +175,24 @@ def _retime_finalists(bench: Benchmarker, records: list[Record], chosen: list[Re
     """Re-time the finalists with the baselines; if their re-timings show that their first passes
     read fast (the first measurements of a process did, by up to 9% on an H200), pick the
     finalists again with the tie band widened by that drift, add the unmeasured GROUP_SIZE_M
-    variants of the fastest re-timed one, and re-time them all together.
+    variants of the fastest re-timed one, and re-time those too.
 
     The variants, because the search's polish measured those of the fastest first pass, which the
     drift may have misplaced: on an H200 (qwen3-30B bf16 M=1) a tune's trials 0-2 and 8 read 6%
     fast, its polish went to trial 8's tile, and GROUP_SIZE_M=1 of the tile that re-timed fastest,
     2% faster than the entry it wrote, was never measured.
 
+    Configs added after the first re-timing are timed against the fastest one so far
+    (`_retime_against`), not with everything again: at large M on an H200 every finalist drifts
+    by 1-4%, and re-timing the whole set twice more was most of a bucket's consolidation.
+
     Returns the finalists, the variants re-timed with them, the timings by config key, and the
     drift (median re-timed over first pass of the first finalists; 1.0 when none compared).
     """
-    def timings(configs: list[Config]) -> dict[tuple, dict]:
-        contenders = unique_configs(configs + baselines)
-        return dict(zip(map(SearchSpace.key, contenders), retime(bench, contenders, M, rounds)))
-
-    timed = timings([r.config for r in chosen])
-    ratios = [timed[SearchSpace.key(r.config)]["us"] / r.us for r in chosen
-              if timed[SearchSpace.key(r.config)]["us"] and r.us]
+    contenders = unique_configs([r.config for r in chosen] + baselines)
+    timed = dict(zip(map(SearchSpace.key, contenders), retime(bench, contenders, M, rounds)))
+    us = lambda config: timed[SearchSpace.key(config)]["us"]  # noqa: E731
+    ratios = [us(r.config) / r.us for r in chosen if us(r.config) and r.us]
     drift = statistics.median(ratios) if ratios else 1.0
     if drift <= 1 + FINALIST_TIE:
         return chosen, [], timed, drift
@@ -199,19 +200,46 @@ def _retime_finalists(bench: Benchmarker, records: list[Record], chosen: list[Re
     # M=1), which puts five configs between them and the best config measured after them.
     wider, _ = pick_finalists(records, M, block_shape, n,
                               tie=drift - 1 + FINALIST_TIE, most=WIDENED_MOST * n)
-    if {r.number for r in wider} - {r.number for r in chosen}:
+    added = [r.config for r in wider if SearchSpace.key(r.config) not in timed]
+    if added:
         log.info("M=%d: finalists re-timed %.1f%% slower than their first passes; re-timing %d "
-                 "configs within that band", M, 100 * (drift - 1), len(wider))
-        chosen, timed = wider, timings([r.config for r in wider])
-    fastest = min((r for r in chosen if timed[SearchSpace.key(r.config)]["us"]),
-                  key=lambda r: timed[SearchSpace.key(r.config)]["us"], default=None)
+                 "more configs within that band", M, 100 * (drift - 1), len(added))
+        timed.update(_retime_against(bench, added, _fastest(chosen, timed), timed, M, rounds))
+        chosen = sorted({r.number: r for r in chosen + wider}.values(), key=lambda r: r.number)
+    fastest = _fastest(chosen, timed)
     measured = {SearchSpace.key(r.config) for r in records}
-    variants = [c for c in (space.group_variants(fastest.config) if fastest else [])
+    variants = [c for c in (space.group_variants(fastest) if fastest else [])
                 if SearchSpace.key(c) not in measured
                 and not check_entry(str(M), vllm_rules.kernel_config(c), block_shape)]
     if variants:
-        timed = timings([r.config for r in chosen] + variants)
+        timed.update(_retime_against(bench, variants, fastest, timed, M, rounds))
     return chosen, variants, timed, drift
+
+
+def _fastest(chosen: list[Record], timed: dict[tuple, dict]) -> Optional[Config]:
+    """The finalist that re-timed fastest (None when none ran)."""
+    ran = [r.config for r in chosen if timed[SearchSpace.key(r.config)]["us"]]
+    return min(ran, key=lambda c: timed[SearchSpace.key(c)]["us"], default=None)
+
+
+def _retime_against(bench: Benchmarker, configs: list[Config], anchor: Optional[Config],
+                    timed: dict[tuple, dict], M: int, rounds: int) -> dict[tuple, dict]:
+    """Re-time configs interleaved with an already re-timed anchor, and put them on the anchor's
+    earlier scale: each time (and sample) times anchor's earlier median over its median now.
+    The ratio to the anchor is what interleaving measures well; the scale drifts between passes
+    (the GPU's clocks and temperature), and the new configs are compared with the earlier ones."""
+    contenders = unique_configs(configs + ([anchor] if anchor else []))
+    fresh = dict(zip(map(SearchSpace.key, contenders), retime(bench, contenders, M, rounds)))
+    before = timed[SearchSpace.key(anchor)]["us"] if anchor else None
+    now = fresh[SearchSpace.key(anchor)]["us"] if anchor else None
+    scale = before / now if before and now else 1.0
+    out = {}
+    for config in configs:
+        t = fresh[SearchSpace.key(config)]
+        if t["us"] is not None:
+            t = {**t, "us": t["us"] * scale, "samples": [x * scale for x in t["samples"]]}
+        out[SearchSpace.key(config)] = t
+    return out
 
 
 def _log_bucket(result: Consolidation) -> None:
