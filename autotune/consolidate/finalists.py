@@ -203,7 +203,7 @@ def _retime_finalists(bench: Benchmarker, records: list[Record], chosen: list[Re
     added = [r.config for r in wider if SearchSpace.key(r.config) not in timed]
     if added:
         log.info("M=%d: finalists re-timed %.1f%% slower than their first passes; re-timing %d "
-                 "more configs within that band", M, 100 * (drift - 1), len(added))
+                 "more within that band", M, 100 * (drift - 1), len(added))
         timed.update(_retime_against(bench, added, _fastest(chosen, timed), timed, M, rounds))
         chosen = sorted({r.number: r for r in chosen + wider}.values(), key=lambda r: r.number)
     fastest = _fastest(chosen, timed)

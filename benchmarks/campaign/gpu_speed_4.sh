@@ -12,7 +12,7 @@
 # code of edb5938, unpacked in .base/ by `git archive edb5938 autotune conf search_spaces`), for
 # a card that has no earlier files. judge_*: the new file against the previous default's: the
 # base_* file of this card when there is one, else the H200 files of sessions 8 (bf16 a4) and 9
-# (fp8 default). Results in /tmp/s10, packed into $OUT after each step.
+# (fp8 default); and the t1 file, for a later tag (run-to-run agreement). Results in /tmp/s10, packed into $OUT after each step.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source benchmarks/campaign/setup.sh
@@ -45,8 +45,9 @@ for step in $STEPS; do
              TUNE_TAIL=3 tune qwen3_${d}_base 260 $SHAPE "$OLDPWD/${!shipped}" "${!dt}") ;;
     judge_*) if ls $R/qwen3_${d}_base/E=*.json >/dev/null 2>&1; then
                old="base=$(ls $R/qwen3_${d}_base/E=*.json)"; else old="H200_$d"; old=${!old}; fi
+             [ "$TAG" != t1 ] && [ -d $R/qwen3_${d}_t1 ] && old="$old t1=$(ls $R/qwen3_${d}_t1/E=*.json)"
              TRITON_CACHE_DIR=$R/triton_${d}_$TAG compare qwen3_${d}_${TAG}_judge 90 --shape $SHAPE \
-               --shipped "${!shipped}" --rounds 5 --tuned "$TAG=$(ls $R/qwen3_${d}_$TAG/E=*.json)" "$old" \
+               --shipped "${!shipped}" --rounds 5 --tuned "$TAG=$(ls $R/qwen3_${d}_$TAG/E=*.json)" $old \
                -- "${JUDGE[@]}" "${!dt}" ;;
   esac
   pack
