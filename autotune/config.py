@@ -113,10 +113,12 @@ class BenchmarkConfig:
     default_buckets: Optional[List[int]] = None  # buckets when the top-level `buckets` is null
     calls_per_graph: int = 10
     # Replays of a config's CUDA graph: the warmup's dropped, the median of the rest is its time.
-    # 2 + 6 halves a tune's wall time but mis-ranked configs 4% apart at large M on an H200
-    # (benchmarks/speed/README.md).
-    warmup_replays: int = 5
-    replays: int = 20
+    # 10 + 6: at large M a config's time drifts over its first replays (H200: 2-7% in 25); 10 + 6
+    # ranked configs as 5 + 20 did in every profiled bucket, and whole tunes with it on an H100
+    # were 21-22% shorter with entries as fast (benchmarks/speed/README.md). 2 + 6 mis-ranked two
+    # configs 4% apart at M=1024 on an H200.
+    warmup_replays: int = 10
+    replays: int = 6
     # What L2 holds when a call starts (autotune/bench/timing.py): hot (same weights every call,
     # as vLLM's tuner) | cold (rotate weight copies) | layers (a stack of layers, as serving runs)
     l2: str = "layers"

@@ -18,7 +18,8 @@ from autotune.problem.shape import MoEShape
 from autotune.problem.space import SearchSpace
 from autotune.problem.vllm_rules import CONFIG_KEYS
 
-# A first look times about 3 of the 20 replays: its noise is sqrt(20 / 3) times a measurement's.
+# A first look times about 3 replays where a measurement timed 20 when this was set: its noise is
+# sqrt(20 / 3) times a measurement's.
 SCREEN_NOISE_FACTOR = 2.6
 
 

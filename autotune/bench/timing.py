@@ -53,8 +53,8 @@ class TimerSpec:
     dtype: str
     block_shape: Optional[tuple[int, int]]
     calls_per_graph: int = 10
-    warmup_replays: int = 5
-    replays: int = 20
+    warmup_replays: int = 10
+    replays: int = 6
     l2: str = "layers"  # hot | cold | layers (see the module docstring)
     routing: str = "uniform"
     routing_skew: float = 1.0

@@ -37,6 +37,7 @@ from omegaconf import OmegaConf
 
 from autotune.bench.replay import ReplayBenchmarker
 from autotune.config import (
+    BenchmarkConfig,
     PrunerConfig,
     SamplerConfig,
     SearchSpaceConfig,
@@ -55,11 +56,12 @@ from autotune.search.warm_starts import first_trials
 from autotune.study.records import Record, best_record
 from autotune.study.tuner import BucketTuner
 
-# GPU cost model, in kernel calls per config (CUDA graph of 10 calls, as vLLM's tuner times):
-# a measurement = eager warm-up + capture + 5 warm-up replays + 20 timed replays;
+# GPU cost model, in kernel calls per config (a CUDA graph of calls_per_graph calls):
+# a measurement = eager warm-up + capture + the default warm-up and timed replays;
 # a first look = eager warm-up + capture + 1 warm-up replay + 3 timed replays.
-FULL_CALLS = 10 * (1 + 1 + 5 + 20)
-LOOK_CALLS = 10 * (1 + 1 + 1 + 3)
+_B = BenchmarkConfig()
+FULL_CALLS = _B.calls_per_graph * (1 + 1 + _B.warmup_replays + _B.replays)
+LOOK_CALLS = _B.calls_per_graph * (1 + 1 + 1 + 3)
 
 
 @dataclass
