@@ -113,10 +113,10 @@ class BenchmarkConfig:
     default_buckets: Optional[List[int]] = None  # buckets when the top-level `buckets` is null
     calls_per_graph: int = 10
     # Replays of a config's CUDA graph: the warmup's dropped, the median of the rest is its time.
-    # 10 + 6: at large M a config's time drifts over its first replays (H200: 2-7% in 25); 10 + 6
-    # ranked configs as 5 + 20 did in every profiled bucket, and whole tunes with it on an H100
-    # were 21-22% shorter with entries as fast (benchmarks/speed/README.md). 2 + 6 mis-ranked two
-    # configs 4% apart at M=1024 on an H200.
+    # At large M a config's time drifts over its first replays (H200: 2-7% in 25). 10 + 6 ranked
+    # configs as 5 + 20 did at every profiled bucket (H200), and whole tunes with it on an H100
+    # took about 20% less wall time with entries as fast (benchmarks/speed/README.md). 2 + 6
+    # mis-ranked two configs 4% apart at M=1024 on an H200.
     warmup_replays: int = 10
     replays: int = 6
     # What L2 holds when a call starts (autotune/bench/timing.py): hot (same weights every call,

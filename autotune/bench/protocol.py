@@ -65,11 +65,11 @@ class Screening(Protocol):
     """Optional: a benchmarker that can take a cheap first look at a config.
 
     `screen` times the config the same way as `measure` (same inputs, L2 mode and routing) but with
-    a fraction of the timed replays (e.g. one warm-up and 3 timed), so it is noisier and
-    cheaper. With a pruner configured, the study screens every new
-    config and takes the full `measure` only when the look is not clearly slower than the best so
-    far. A config that cannot run returns a failed Measurement here too (it is then not measured
-    again). Benchmarkers without it are simply never screened.
+    a fraction of the replays (e.g. one warm-up and 3 timed), so it is noisier and cheaper. With
+    a pruner configured, the study screens every new config and takes the full `measure` only
+    when the look is not clearly slower than the best so far. A config that cannot run returns a
+    failed Measurement here too (it is then not measured again). Benchmarkers without it are
+    simply never screened.
     """
 
     def screen(self, config: Mapping[str, int], M: int) -> Measurement:

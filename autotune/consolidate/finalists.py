@@ -224,10 +224,12 @@ def _fastest(chosen: list[Record], timed: dict[tuple, dict]) -> Optional[Config]
 
 def _retime_against(bench: Benchmarker, configs: list[Config], anchor: Optional[Config],
                     timed: dict[tuple, dict], M: int, rounds: int) -> dict[tuple, dict]:
-    """Re-time configs interleaved with an already re-timed anchor, and put them on the anchor's
-    earlier scale: each time (and sample) times anchor's earlier median over its median now.
-    The ratio to the anchor is what interleaving measures well; the scale drifts between passes
-    (the GPU's clocks and temperature), and the new configs are compared with the earlier ones."""
+    """Re-time configs interleaved with an anchor re-timed before, and put their times on that
+    earlier pass's scale (times the anchor's earlier median over its median now).
+
+    Interleaving measures the ratio to the anchor well; the scale itself drifts from one pass to
+    the next (the GPU's clocks and temperature), and the new configs are compared with the
+    earlier pass's."""
     contenders = unique_configs(configs + ([anchor] if anchor else []))
     fresh = dict(zip(map(SearchSpace.key, contenders), retime(bench, contenders, M, rounds)))
     before = timed[SearchSpace.key(anchor)]["us"] if anchor else None

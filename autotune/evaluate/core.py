@@ -59,9 +59,9 @@ from autotune.study.tuner import BucketTuner
 # GPU cost model, in kernel calls per config (a CUDA graph of calls_per_graph calls):
 # a measurement = eager warm-up + capture + the default warm-up and timed replays;
 # a first look = eager warm-up + capture + 1 warm-up replay + 3 timed replays.
-_B = BenchmarkConfig()
-FULL_CALLS = _B.calls_per_graph * (1 + 1 + _B.warmup_replays + _B.replays)
-LOOK_CALLS = _B.calls_per_graph * (1 + 1 + 1 + 3)
+_TIMING = BenchmarkConfig()
+FULL_CALLS = _TIMING.calls_per_graph * (1 + 1 + _TIMING.warmup_replays + _TIMING.replays)
+LOOK_CALLS = _TIMING.calls_per_graph * (1 + 1 + 1 + 3)
 
 
 @dataclass
