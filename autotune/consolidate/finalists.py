@@ -205,7 +205,7 @@ def _retime_finalists(bench: Benchmarker, records: list[Record], chosen: list[Re
         log.info("M=%d: finalists re-timed %.1f%% slower than their first passes; re-timing %d "
                  "more within that band", M, 100 * (drift - 1), len(added))
         timed.update(_retime_against(bench, added, _fastest(chosen, timed), timed, M, rounds))
-        chosen = sorted({r.number: r for r in chosen + wider}.values(), key=lambda r: r.number)
+        chosen = wider  # the first finalists are among them: the band only grew
     fastest = _fastest(chosen, timed)
     measured = {SearchSpace.key(r.config) for r in records}
     variants = [c for c in (space.group_variants(fastest) if fastest else [])
