@@ -4,7 +4,7 @@ the prior's top 128 (what the pool speculates on) or the GP's own likeliest next
 Runs the offline evaluation (`python -m autotune.evaluate` arguments) with the prior_gp sampler
 recording, at every proposal after the first of a bucket, whether the config it chose was in the
 prior's top 128 of the bucket, or among the 8 or 16 configs its acquisition ranked next at the
-proposal before.
+proposal before, and for how many proposals before it had been among those 16 (its lead).
 
     python benchmarks/speed/proposal_forecast.py TABLES --neighbours below --budget 32 \
         --patience 16 --full-runs --noise-cv 0.003 --repeats 2 --quiet
@@ -23,6 +23,9 @@ from autotune.evaluate import cli  # noqa: E402
 from autotune.search.prior_gp import PriorGPSampler  # noqa: E402
 
 COUNTS = {"proposals": 0, "prior top 128": 0, "GP next 8": 0, "GP next 16": 0}
+# Proposals by lead: for how many proposals in a row before it the config was already among the
+# GP's 16 likeliest next ones (5: five or more).
+LEAD = [0] * 6
 
 
 class Forecasting(PriorGPSampler):
@@ -31,6 +34,7 @@ class Forecasting(PriorGPSampler):
         ranked = np.argsort(-np.asarray(prior)) if prior is not None else []
         self.prior_top = {int(i) for i in ranked[:128]}
         self.next: list[int] = []
+        self.forecasts: list[set[int]] = []
 
     def sample_relative(self, study, trial, search_space):
         taken, rows, values = self._observations(study, trial)
@@ -43,7 +47,12 @@ class Forecasting(PriorGPSampler):
             COUNTS["prior top 128"] += choice in self.prior_top
             COUNTS["GP next 8"] += choice in self.next[:8]
             COUNTS["GP next 16"] += choice in self.next[:16]
+            lead = 0
+            while lead < len(self.forecasts) and choice in self.forecasts[-1 - lead]:
+                lead += 1
+            LEAD[min(lead, 5)] += 1
         self.next = [int(i) for i in np.argsort(-score)[1:17]]
+        self.forecasts.append(set(self.next))
         return self.space.encode(self.configs[choice])
 
 
@@ -54,6 +63,8 @@ def main() -> int:
     rc = cli.main(sys.argv[1:])
     n = COUNTS.pop("proposals")
     print(f"{n} proposals: " + ", ".join(f"{k} {v / n:.1%}" for k, v in COUNTS.items()))
+    print("among the GP's 16 likeliest next, for this many proposals in a row before: "
+          + ", ".join(f"{k}{'+' if k == 5 else ''} {v / n:.1%}" for k, v in enumerate(LEAD)))
     return rc
 
 
