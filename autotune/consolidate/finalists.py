@@ -189,8 +189,7 @@ def _retime_finalists(bench: Benchmarker, records: list[Record], chosen: list[Re
     Returns the finalists, the variants re-timed with them, the timings by config key, and the
     drift (median re-timed over first pass of the first finalists; 1.0 when none compared).
     """
-    contenders = unique_configs([r.config for r in chosen] + baselines)
-    timed = dict(zip(map(SearchSpace.key, contenders), retime(bench, contenders, M, rounds)))
+    timed = _retimed(bench, [r.config for r in chosen] + baselines, M, rounds)
     us = lambda config: timed[SearchSpace.key(config)]["us"]  # noqa: E731
     ratios = [us(r.config) / r.us for r in chosen if us(r.config) and r.us]
     drift = statistics.median(ratios) if ratios else 1.0
@@ -216,6 +215,12 @@ def _retime_finalists(bench: Benchmarker, records: list[Record], chosen: list[Re
     return chosen, variants, timed, drift
 
 
+def _retimed(bench: Benchmarker, configs: list[Config], M: int, rounds: int) -> dict[tuple, dict]:
+    """Each config once, re-timed in interleaved rounds: its timing by config key."""
+    contenders = unique_configs(configs)
+    return dict(zip(map(SearchSpace.key, contenders), retime(bench, contenders, M, rounds)))
+
+
 def _fastest(chosen: list[Record], timed: dict[tuple, dict]) -> Optional[Config]:
     """The finalist that re-timed fastest (None when none ran)."""
     ran = [r.config for r in chosen if timed[SearchSpace.key(r.config)]["us"]]
@@ -230,8 +235,7 @@ def _retime_against(bench: Benchmarker, configs: list[Config], anchor: Optional[
     Interleaving measures the ratio to the anchor well; the scale itself drifts from one pass to
     the next (the GPU's clocks and temperature), and the new configs are compared with the
     earlier pass's."""
-    contenders = unique_configs(configs + ([anchor] if anchor else []))
-    fresh = dict(zip(map(SearchSpace.key, contenders), retime(bench, contenders, M, rounds)))
+    fresh = _retimed(bench, configs + ([anchor] if anchor else []), M, rounds)
     before = timed[SearchSpace.key(anchor)]["us"] if anchor else None
     now = fresh[SearchSpace.key(anchor)]["us"] if anchor else None
     scale = before / now if before and now else 1.0
