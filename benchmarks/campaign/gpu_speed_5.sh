@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# GPU campaign, session 11: whole tunes of qwen3_30b_a3b_tp1 (bf16 and fp8 block) on an H200 with
+# this checkout's defaults, each from an empty storage and its own empty Triton cache, their files
+# re-timed in another process at 5 + 20 replays (as every earlier judge); and a cold compile
+# pool taken apart (../speed/profile_compile_pool.py).
+#
+#   TAG=h0 STEPS="pool new_bf16 judge_bf16" bash benchmarks/campaign/gpu_speed_5.sh
+#
+# new_*: the tune (tag $TAG). judge_*: its file against the earlier files of the same card: the
+# tags named in $AGAINST that this session brought back (benchmarks/speed/h200/session11/), else
+# the H200 files of sessions 8 (bf16 a4) and 9 (fp8 default). Results in /tmp/s11, packed into
+# $OUT after each step.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+source benchmarks/campaign/setup.sh
+R=/tmp/s11; PHASE=${PHASE:-1}; TAG=${TAG:-h0}; AGAINST=${AGAINST:-}; mkdir -p "$R"
+source benchmarks/campaign/steps.sh
+smi | tee -a "$R/gpu_$PHASE.csv"
+python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$R/campaign_$PHASE.log"
+pack() { tar czf "$OUT/s11_$PHASE.tgz" --exclude 'triton*' -C /tmp s11; }
+SHAPE=qwen3_30b_a3b_tp1
+KEPT=benchmarks/speed/h200/session11
+SHIPPED_bf16="benchmarks/fidelity_h200/shipped/E=128,N=768,device_name=NVIDIA_H200.json"
+SHIPPED_fp8="autotune/vllm_configs/E=128,N=768,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
+H200_bf16="a4=$(ls benchmarks/fidelity_h200/session8/qwen3_bf16_a4/E=*.json)"
+H200_fp8="default=$(ls benchmarks/speed/h200/session9/qwen3_fp8_default/E=*.json)"
+DTYPE_bf16=(); DTYPE_fp8=(shape.dtype=fp8_w8a8 'shape.block_shape=[128,128]')
+JUDGE=(benchmark.seed=2 benchmark.warmup_replays=5 benchmark.replays=20 benchmark.rounds_in_worker=false)
+log "steps: $STEPS"
+for step in $STEPS; do
+  d=${step#*_}; dt="DTYPE_$d[@]"; shipped="SHIPPED_$d"
+  case $step in
+    pool) timeout 240 python3 benchmarks/speed/profile_compile_pool.py --out $R/pool_profile.json \
+            --workers 1 14 > $R/pool_profile.log 2>&1; log "pool rc=$?"; cat $R/pool_profile.log ;;
+    new_*) TRITON_CACHE_DIR=$R/triton_${d}_$TAG TUNE_TAIL=3 \
+             tune qwen3_${d}_$TAG 240 $SHAPE "${!shipped}" "${!dt}" ;;
+    judge_*) old=""
+             for t in $AGAINST; do f=$(ls $KEPT/qwen3_${d}_$t/E=*.json 2>/dev/null) && old="$old $t=$f"; done
+             [ -z "$old" ] && { old="H200_$d"; old=${!old}; }
+             TRITON_CACHE_DIR=$R/triton_${d}_$TAG compare qwen3_${d}_${TAG}_judge 120 --shape $SHAPE \
+               --shipped "${!shipped}" --rounds 5 --tuned "$TAG=$(ls $R/qwen3_${d}_$TAG/E=*.json)" $old \
+               -- "${JUDGE[@]}" "${!dt}" ;;
+  esac
+  pack
+done
+smi | tee -a "$R/gpu_$PHASE.csv"
+pack
