@@ -8,7 +8,10 @@ import numpy as np
 from autotune.bench.compile import RESERVED_WORKERS, CompilePool
 from autotune.bench.gpu import timer_spec
 from autotune.plan import build_plan
-from autotune.run.buckets import _prior, _speculate
+from autotune.run.buckets import _prior, _speculate, _warm_starts, work
+from autotune.search.warm_starts import ranked_records
+from autotune.study.records import read_records
+from autotune.study.storage import open_storage
 from tests.conftest import bound, compose, replay_args
 
 CONFIGS = [{"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": 32, "BLOCK_SIZE_K": bk, "GROUP_SIZE_M": 1,
@@ -84,6 +87,9 @@ def test_a_run_speculates_the_priors_ranking_of_this_bucket_and_the_next(tmp_pat
                                    ((pair[0], 8), (pair[1], 16))]
     _speculate(plan, recorder, [(4096, _prior(plan, 4096))])  # the last bucket: itself only
     assert [M for _, M in recorder.candidates] == [4096] * 5
+    # The next bucket's first trials go ahead of the rankings.
+    _speculate(plan, recorder, [(16, _prior(plan, 16))], first=[(configs[7], 16)])
+    assert recorder.candidates[0] == (configs[7], 16) and len(recorder.candidates) == 6
 
 
 def _use_a_pool_and_return() -> None:
@@ -102,3 +108,34 @@ def test_a_process_that_used_a_pool_exits():
     if alive:
         proc.kill()
     assert not alive and proc.exitcode == 0
+
+
+class SpeculationRecorder:
+    """The replay benchmarker, also keeping each list the run hands it to compile ahead."""
+
+    def __init__(self, replay):
+        self.replay, self.lists = replay, []
+
+    def speculate(self, candidates):
+        self.lists.append(list(candidates))
+
+    def __getattr__(self, name):
+        return getattr(self.replay, name)
+
+
+def test_the_next_buckets_first_trials_are_compiled_ahead(tmp_path):
+    plan = build_plan(compose(*replay_args(tmp_path, "benchmark.speculate=3", "buckets=[1,16]",
+                                           "trials=6", "patience=null")))
+    bench = SpeculationRecorder(plan.replay)
+    studies = plan.studies(open_storage(plan.storage))
+    first_at_1 = [c for _, c in _warm_starts(plan, 1, studies)]
+    work(plan, studies, bench)
+    best_at_1 = ranked_records(read_records(studies.tuned[1]))[:2]
+    at_start, after_search, last = bench.lists
+    # Bucket 1 starts: its own first trials, compiled for 16 too, ahead of both rankings.
+    assert at_start[:-6] == [(c, 16) for c in first_at_1]
+    assert [M for _, M in at_start[-6:]] == [1, 16] * 3
+    # Its search ends: its two best, 16's neighbour warm starts, ahead of 16's ranking.
+    assert after_search[:2] == [(r.config, 16) for r in best_at_1]
+    assert [M for _, M in after_search[2:]] == [16] * 3
+    assert [M for _, M in last] == [16] * 3  # the last bucket: its own ranking only

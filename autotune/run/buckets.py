@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from itertools import zip_longest
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import optuna
@@ -22,10 +22,11 @@ from autotune.bench.protocol import Reporting, Speculating
 from autotune.consolidate.entries import consolidate
 from autotune.files.grid_table import write_grid_table
 from autotune.plan import Plan
+from autotune.problem.space import Config
 from autotune.run.stop import STOP, check_stop, stop_requested, uninterrupted
 from autotune.search.prior import PriorWeights, bucket_prior
 from autotune.search.samplers import make_pruner, make_sampler
-from autotune.search.warm_starts import first_trials
+from autotune.search.warm_starts import first_trials, ranked_records
 from autotune.study.liveness import is_mine
 from autotune.study.records import (
     BucketOutcome,
@@ -78,14 +79,22 @@ def work(plan: Plan, studies: RunStudies, bench: Benchmarker, *, first: int = 0,
                                                      prior=prior_of(M)),
                                      make_pruner(plan.cfg.pruner))
                 _describe_study(study, plan, M)
-            later = pending[pending.index(M) + 1:]
-            _speculate(plan, bench, [(M, prior_of(M))] + [(m, prior_of(m)) for m in later[:1]])
-            outcome = _tune_bucket(plan, studies, bench, M, on_measured)
+            following = pending[pending.index(M) + 1:][:1]
+            warm = _warm_starts(plan, M, studies)
+            # The next bucket will mostly start from this one's first trials (the neighbours'
+            # winners): compiled for it too, ahead of the rankings.
+            _speculate(plan, bench, [(M, prior_of(M))] + [(m, prior_of(m)) for m in following],
+                       first=[(c, m) for m in following for _, c in warm])
+            outcome = _tune_bucket(plan, studies, bench, M, warm, on_measured)
             outcomes[M] = _merge(outcomes.get(M), outcome)
             on_bucket()
             if outcome.stop_reason != StopReason.SHARED:
                 pending.remove(M)
                 progressed = True
+                if following:  # and this one's best, the next one's first trials, compile now
+                    best = ranked_records(outcome.records)[:plan.cfg.sampler.neighbour_trials]
+                    _speculate(plan, bench, [(m, prior_of(m)) for m in following],
+                               first=[(r.config, m) for m in following for r in best])
                 _finish_bucket(plan, studies, bench, outcome)
             progressed = progressed or outcome.new_measurements > 0
         if pending and not progressed:
@@ -94,13 +103,14 @@ def work(plan: Plan, studies: RunStudies, bench: Benchmarker, *, first: int = 0,
 
 
 def _tune_bucket(plan: Plan, studies: RunStudies, bench: Benchmarker, M: int,
+                 warm_starts: list[tuple[str, Config]],
                  on_measured: Callable[[Record], None]) -> BucketOutcome:
     tuner = BucketTuner(study=studies.tuned[M], space=plan.space, bench=bench, M=M,
                         budget=bucket_budget(plan), patience=plan.cfg.patience,
                         exhaustive=plan.cfg.sampler.name == "grid",
                         lookahead=plan.cfg.sampler.lookahead,
                         on_measured=on_measured, should_stop=stop_requested)
-    return tuner.run(warm_starts=_warm_starts(plan, M, studies))
+    return tuner.run(warm_starts=warm_starts)
 
 
 def _finish_bucket(plan: Plan, studies: RunStudies, bench: Benchmarker,
@@ -153,10 +163,12 @@ def _prior(plan: Plan, M: int) -> Optional[np.ndarray]:
                         weights=PriorWeights(table=plan.cfg.sampler.prior_table_weight))
 
 
-def _speculate(plan: Plan, bench: Benchmarker,
-               buckets: list[tuple[int, Optional[np.ndarray]]]) -> None:
-    """Compile the configs the prior ranks first for these buckets (this one and the next, whose
-    kernels differ when it crosses vLLM's small-M shortcut) while the GPU times others."""
+def _speculate(plan: Plan, bench: Benchmarker, buckets: list[tuple[int, Optional[np.ndarray]]],
+               first: Sequence[tuple[Config, int]] = ()) -> None:
+    """Compile, while the GPU times others, the (config, M) pairs of `first`, then the configs the
+    prior ranks first for these buckets (this one and the next, whose kernels differ when it
+    crosses vLLM's small-M shortcut: on an H100, qwen3-30B's M=8 waited 2.4 s (bf16) and 8.6 s
+    (fp8) for its first trials, the winners of M=1 to 4, compiled again)."""
     count = plan.cfg.benchmark.speculate
     if count <= 0 or not isinstance(bench, Speculating):
         return
@@ -164,7 +176,8 @@ def _speculate(plan: Plan, bench: Benchmarker,
     ranked = [[(configs[i], M) for i in np.argsort(-prior, kind="stable")[:count]]
               for M, prior in buckets if prior is not None]
     # The rankings advance together.
-    bench.speculate([c for group in zip_longest(*ranked) for c in group if c is not None])
+    bench.speculate(list(first) + [c for group in zip_longest(*ranked) for c in group
+                                   if c is not None])
 
 
 def _warm_starts(plan: Plan, M: int, studies: RunStudies):

@@ -92,18 +92,19 @@ def neighbour_bests(tuned: Mapping[int, Sequence[Record]], M: int,
     """
     if per_bucket <= 0:
         return []
-    below = [m for m in tuned if m < M and _ranked(tuned[m])]
-    above = [m for m in tuned if m > M and _ranked(tuned[m])]
+    below = [m for m in tuned if m < M and ranked_records(tuned[m])]
+    above = [m for m in tuned if m > M and ranked_records(tuned[m])]
     nearest = ([max(below)] if below else []) + ([min(above)] if above else [])
     nearest.sort(key=lambda m: abs(math.log2(m) - math.log2(M)))
-    lists = [(m, _ranked(tuned[m])[:per_bucket]) for m in nearest]
+    lists = [(m, ranked_records(tuned[m])[:per_bucket]) for m in nearest]
     out = []
     for i in range(per_bucket):
         out.extend((m, ranked[i].config) for m, ranked in lists if i < len(ranked))
     return out
 
 
-def _ranked(records: Sequence[Record]) -> list[Record]:
+def ranked_records(records: Sequence[Record]) -> list[Record]:
+    """Measured configs, fastest first."""
     return sorted((r for r in records if r.ok and not r.pruned), key=lambda r: r.us)
 
 
