@@ -161,6 +161,9 @@ class Config:
     table_dir: str = "outputs/tables"  # sampler=grid records a moe-grid-table/1 file per bucket
     finalists: int = 3  # best trials of a bucket re-timed with vLLM's default before one is written
     retime_rounds: int = 5  # interleaved rounds of that re-timing (median per config)
+    # Rounds of the check between buckets: it writes nothing into the file, only reports, so it
+    # takes fewer than the choice of an entry (a 1% margin to report a neighbour as faster).
+    midpoint_rounds: int = 3
     compare_with: Optional[str] = None  # an existing vLLM config file, re-timed alongside
     sglang: bool = False  # also write an SGLang-named copy under <output_dir>/triton_X_Y_Z/
     install_dir: Optional[str] = None  # also copy the file here (give it as VLLM_TUNED_CONFIG_FOLDER)

@@ -235,6 +235,7 @@ def _check_settings(cfg: Config, kind: str) -> None:
         _check_positive("patience", cfg.patience)
     _check_positive("finalists", cfg.finalists)
     _check_positive("retime_rounds", cfg.retime_rounds)
+    _check_positive("midpoint_rounds", cfg.midpoint_rounds)
     _check_positive("benchmark.min_layers", cfg.benchmark.min_layers)
 
 

@@ -243,17 +243,22 @@ def test_midpoint_check_reports_where_the_neighbours_entry_is_faster(tmp_path):
     data["M"] = 32
     (grids / "M32.json").write_text(json.dumps(data))
     overrides = [a if not a.startswith("benchmark.tables") else f"benchmark.tables=[{grids}]"
-                 for a in replay_args(tmp_path, "trials=6", "buckets=[1,64]", "retime_rounds=2")]
+                 for a in replay_args(tmp_path, "trials=6", "buckets=[1,64]", "retime_rounds=2",
+                                      "midpoint_rounds=3")]
     plan = build_plan(compose(*overrides))
-    result = tune(plan, bench=Recording(plan.replay))
+    bench = Recording(plan.replay)
+    result = tune(plan, bench=bench)
     check = studies(plan)[1].user_attrs[StudyAttr.MIDPOINT]
     at32 = table(16)
     served, neighbour = (at32[SearchSpace.key(result.entries[M])] for M in (1, 64))
     assert (check["M"], check["served_by"], check["neighbour"]) == (32, 1, 64)
     assert check["served"]["us"] == served and check["neighbour_timing"]["us"] == neighbour
     assert check["neighbour_better"] == (neighbour < served * 0.99)
+    assert SearchSpace.key(result.entries[1]) != SearchSpace.key(result.entries[64])
+    assert sum(M == 32 for M, _ in bench.measured) == 2 * 3  # midpoint_rounds, not retime_rounds
     report = (plan.report_dir / "report.md").read_text()
     assert f"| 32 | 1 | {served:.2f} | 64 | {neighbour:.2f} |" in report
+    assert "(3 interleaved rounds, median)" in report
 
 
 def test_midpoints_without_a_table_are_not_available_in_replay(tmp_path):

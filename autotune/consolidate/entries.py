@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 # -- the whole run ---------------------------------------------------------------------------------
 def consolidate(studies: Mapping[int, optuna.Study], shape: MoEShape, space: SearchSpace,
                 bench: Optional[Benchmarker], *, finalists: int, rounds: int,
-                comparison: Optional[Comparison]) -> dict[int, Config]:
+                midpoint_rounds: int, comparison: Optional[Comparison]) -> dict[int, Config]:
     """Every bucket's entry (buckets without one are left out), then the midpoint check.
 
     studies: the buckets' studies the storage holds. bench=None (an interrupted run) measures
@@ -34,7 +34,7 @@ def consolidate(studies: Mapping[int, optuna.Study], shape: MoEShape, space: Sea
                                     rounds=rounds, comparison=comparison)
         if result and result.entry:
             entries[M] = vllm_rules.kernel_config(result.entry["config"])
-    for r in check_midpoints(dict(studies), entries, bench, rounds):
+    for r in check_midpoints(dict(studies), entries, bench, midpoint_rounds):
         if r["neighbour_better"]:
             log.warning("M=%d (served by the entry of %d): the entry of %d is faster, %.2f vs "
                         "%.2f us", r["M"], r["served_by"], r["neighbour"],

@@ -187,7 +187,8 @@ def _midpoints(studies: dict[int, optuna.Study], buckets: list[dict]) -> list[di
         r = studies[a["M"]].user_attrs.get(StudyAttr.MIDPOINT)
         if r and r["served_by"] == a["M"] and r["neighbour"] == b["M"] \
                 and r["inputs"]["served"] == a["entry"] and r["inputs"]["neighbour"] == b["entry"]:
-            out.append({k: v for k, v in r.items() if k != "inputs"})
+            out.append({**{k: v for k, v in r.items() if k != "inputs"},
+                        "rounds": r["inputs"]["rounds"]})
     return out
 
 

@@ -161,10 +161,12 @@ def _ties(data: dict[str, Any]) -> list[str]:
 
 def _between_buckets(data: dict[str, Any]) -> list[str]:
     """The midpoint checks: at the batch size between two keys, the neighbour's entry timed."""
+    rounds = next((m["rounds"] for m in data["midpoints"]), None)
     lines = ["", "## Between buckets", "",
              "vLLM serves M tokens with the entry of the nearest key (the smaller on a tie); at "
              "the batch size halfway between two keys, the lower key's entry is timed against "
-             "the upper key's.", ""]
+             "the upper key's" + (f" ({rounds} interleaved rounds, median)." if rounds else "."),
+             ""]
     if data["midpoints"]:
         lines += ["| M | served by entry of | us | entry of | us | finding |",
                   "|---:|---:|---:|---:|---:|---|"]

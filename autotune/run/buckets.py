@@ -131,6 +131,7 @@ def consolidate_plan(plan: Plan, studies: RunStudies, bench: Optional[Benchmarke
     """Re-time finalists and pick each bucket's entry (bench=None: only stored results)."""
     return consolidate(studies.existing(buckets or plan.buckets), plan.shape, plan.space, bench,
                        finalists=plan.cfg.finalists, rounds=plan.cfg.retime_rounds,
+                       midpoint_rounds=plan.cfg.midpoint_rounds,
                        comparison=plan.comparison)
 
 
