@@ -4,22 +4,21 @@
 # re-timed in another process at 5 + 20 replays (as every earlier judge); and a cold compile
 # pool taken apart (../speed/profile_compile_pool.py).
 #
-#   TAG=h0 STEPS="pool new_bf16 judge_bf16" bash benchmarks/campaign/gpu_speed_5.sh
+#   STEPS="pool base_bf16 new_bf16 judge_bf16" bash benchmarks/campaign/gpu_speed_5.sh
 #
-# new_*: the tune (tag $TAG). judge_*: its file against the earlier files of the same card: the
-# tags named in $AGAINST that this session brought back (benchmarks/speed/h200/session11/), else
-# the H200 files of sessions 8 (bf16 a4) and 9 (fp8 default). Results in /tmp/s11, packed into
-# $OUT after each step.
+# new_*: the tune (tag $TAG, default h1). base_*: the same with the code this session started from
+# (dacf8ba, unpacked in .base/ by `git archive dacf8ba autotune conf search_spaces`). judge_*: the
+# new file against the base file of this run, and the H200 files of sessions 8 (bf16 a4) and 9
+# (fp8 default). Results in /tmp/s11, packed into $OUT after each step.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source benchmarks/campaign/setup.sh
-R=/tmp/s11; PHASE=${PHASE:-1}; TAG=${TAG:-h0}; AGAINST=${AGAINST:-}; mkdir -p "$R"
+R=/tmp/s11; PHASE=${PHASE:-1}; TAG=${TAG:-h1}; mkdir -p "$R"
 source benchmarks/campaign/steps.sh
 smi | tee -a "$R/gpu_$PHASE.csv"
 python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$R/campaign_$PHASE.log"
 pack() { tar czf "$OUT/s11_$PHASE.tgz" --exclude 'triton*' -C /tmp s11; }
 SHAPE=qwen3_30b_a3b_tp1
-KEPT=benchmarks/speed/h200/session11
 SHIPPED_bf16="benchmarks/fidelity_h200/shipped/E=128,N=768,device_name=NVIDIA_H200.json"
 SHIPPED_fp8="autotune/vllm_configs/E=128,N=768,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
 H200_bf16="a4=$(ls benchmarks/fidelity_h200/session8/qwen3_bf16_a4/E=*.json)"
@@ -34,9 +33,10 @@ for step in $STEPS; do
             --workers 1 14 > $R/pool_profile.log 2>&1; log "pool rc=$?"; cat $R/pool_profile.log ;;
     new_*) TRITON_CACHE_DIR=$R/triton_${d}_$TAG TUNE_TAIL=3 \
              tune qwen3_${d}_$TAG 240 $SHAPE "${!shipped}" "${!dt}" ;;
-    judge_*) old=""
-             for t in $AGAINST; do f=$(ls $KEPT/qwen3_${d}_$t/E=*.json 2>/dev/null) && old="$old $t=$f"; done
-             [ -z "$old" ] && { old="H200_$d"; old=${!old}; }
+    base_*) (cd .base && PYTHONPATH=/tmp/site:$PWD TRITON_CACHE_DIR=$R/triton_${d}_base \
+             TUNE_TAIL=3 tune qwen3_${d}_base 240 $SHAPE "$OLDPWD/${!shipped}" "${!dt}") ;;
+    judge_*) old="H200_$d"; old=${!old}
+             f=$(ls $R/qwen3_${d}_base/E=*.json 2>/dev/null) && old="base=$f $old"
              TRITON_CACHE_DIR=$R/triton_${d}_$TAG compare qwen3_${d}_${TAG}_judge 120 --shape $SHAPE \
                --shipped "${!shipped}" --rounds 5 --tuned "$TAG=$(ls $R/qwen3_${d}_$TAG/E=*.json)" $old \
                -- "${JUDGE[@]}" "${!dt}" ;;
