@@ -47,6 +47,17 @@ def test_speculation_uses_spare_workers_only_and_counts_each_config_once():
         p.close()
 
 
+def test_a_forecast_goes_in_front_of_the_list_left_to_compile():
+    p = pool(0)  # no process: only the list is looked at
+    p.workers = RESERVED_WORKERS  # no spare worker either, so nothing leaves the list
+    p.speculate([(c, 16) for c in CONFIGS[:3]])
+    p.speculate([(CONFIGS[2], 16), (CONFIGS[3], 16)], first=True)
+    assert list(p._later) == [(CONFIGS[2], 16), (CONFIGS[3], 16), (CONFIGS[0], 16),
+                              (CONFIGS[1], 16)]
+    p.speculate([(CONFIGS[1], 16)])  # a plain list replaces it
+    assert list(p._later) == [(CONFIGS[1], 16)]
+
+
 def test_started_ahead_every_worker_process_is_up_before_the_first_config():
     import psutil
 
@@ -111,13 +122,14 @@ def test_a_process_that_used_a_pool_exits():
 
 
 class SpeculationRecorder:
-    """The replay benchmarker, also keeping each list the run hands it to compile ahead."""
+    """The replay benchmarker, also keeping each list the run hands it to compile ahead (and,
+    apart, the search's forecasts)."""
 
     def __init__(self, replay):
-        self.replay, self.lists = replay, []
+        self.replay, self.lists, self.forecasts = replay, [], []
 
-    def speculate(self, candidates):
-        self.lists.append(list(candidates))
+    def speculate(self, candidates, first=False):
+        (self.forecasts if first else self.lists).append(list(candidates))
 
     def __getattr__(self, name):
         return getattr(self.replay, name)
@@ -139,3 +151,8 @@ def test_the_next_buckets_first_trials_are_compiled_ahead(tmp_path):
     assert after_search[:2] == [(r.config, 16) for r in best_at_1]
     assert [M for _, M in after_search[2:]] == [16] * 3
     assert [M for _, M in last] == [16] * 3  # the last bucket: its own ranking only
+    # After each proposal of the GP, its forecast of the next ones: unmeasured configs of the
+    # bucket, 16 of them.
+    assert len(bench.forecasts) >= 2  # most of 6 trials a bucket are warm starts
+    for forecast in bench.forecasts:
+        assert len(forecast) == 16 and {M for _, M in forecast} <= {1, 16}

@@ -89,13 +89,17 @@ class CompilePool:
             self._submit(config, M)
         self._speculate_more()
 
-    def speculate(self, candidates: Iterable[tuple[Mapping[str, int], int]]) -> None:
+    def speculate(self, candidates: Iterable[tuple[Mapping[str, int], int]],
+                  first: bool = False) -> None:
         """Compile these (config, M) pairs, likeliest first, with spare workers; replaces the
-        previous list."""
+        previous list, or goes in front of what is left of it (first=True)."""
         if self.workers <= 0:
             return
-        self._later = deque((dict(c), M) for c, M in candidates
-                            if self._key(c, M) not in self._futures)
+        new = [(dict(c), M) for c, M in candidates if self._key(c, M) not in self._futures]
+        if first:
+            keys = {self._key(c, M) for c, M in new}
+            new += [(c, M) for c, M in self._later if self._key(c, M) not in keys]
+        self._later = deque(new)
         self._speculate_more()
 
     def wait(self, config: Mapping[str, int], M: int) -> tuple[float, Optional[str]]:

@@ -49,9 +49,10 @@ class WorkerBenchmarker:
         if self.compiler is not None:
             self.compiler.submit(configs, M)
 
-    def speculate(self, candidates: Iterable[tuple[Mapping[str, int], int]]) -> None:
+    def speculate(self, candidates: Iterable[tuple[Mapping[str, int], int]],
+                  first: bool = False) -> None:
         if self.compiler is not None:
-            self.compiler.speculate(candidates)
+            self.compiler.speculate(candidates, first=first)
 
     def measure(self, config: Mapping[str, int], M: int) -> Measurement:
         config = dict(config)

@@ -152,6 +152,8 @@ class Speculating(Protocol):
     the top of it while the GPU times others turns most later compile waits into cache hits.
     """
 
-    def speculate(self, candidates: Iterable[tuple[Mapping[str, int], int]]) -> None:
-        """(config, M) pairs, likeliest first; replaces the previous list."""
+    def speculate(self, candidates: Iterable[tuple[Mapping[str, int], int]],
+                  first: bool = False) -> None:
+        """(config, M) pairs, likeliest first; replaces the previous list (first=True: goes in
+        front of it, as the search's forecast of its next proposals)."""
         ...
