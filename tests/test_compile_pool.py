@@ -99,7 +99,7 @@ def test_a_run_speculates_the_priors_ranking_of_this_bucket_and_the_next(tmp_pat
     _speculate(plan, recorder, [(4096, _prior(plan, 4096))])  # the last bucket: itself only
     assert [M for _, M in recorder.candidates] == [4096] * 5
     # The next bucket's first trials go ahead of the rankings.
-    _speculate(plan, recorder, [(16, _prior(plan, 16))], first=[(configs[7], 16)])
+    _speculate(plan, recorder, [(16, _prior(plan, 16))], ahead=[(configs[7], 16)])
     assert recorder.candidates[0] == (configs[7], 16) and len(recorder.candidates) == 6
 
 

@@ -84,7 +84,7 @@ def work(plan: Plan, studies: RunStudies, bench: Benchmarker, *, first: int = 0,
             # The next bucket will mostly start from this one's first trials (the neighbours'
             # winners): compiled for it too, ahead of the rankings.
             _speculate(plan, bench, [(M, prior_of(M))] + [(m, prior_of(m)) for m in following],
-                       first=[(c, m) for m in following for _, c in warm])
+                       ahead=[(c, m) for m in following for _, c in warm])
             outcome = _tune_bucket(plan, studies, bench, M, warm, on_measured)
             outcomes[M] = _merge(outcomes.get(M), outcome)
             on_bucket()
@@ -94,7 +94,7 @@ def work(plan: Plan, studies: RunStudies, bench: Benchmarker, *, first: int = 0,
                 if following:  # and this one's best, the next one's first trials, compile now
                     best = ranked_records(outcome.records)[:plan.cfg.sampler.neighbour_trials]
                     _speculate(plan, bench, [(m, prior_of(m)) for m in following],
-                               first=[(r.config, m) for m in following for r in best])
+                               ahead=[(r.config, m) for m in following for r in best])
                 _finish_bucket(plan, studies, bench, outcome)
             progressed = progressed or outcome.new_measurements > 0
         if pending and not progressed:
@@ -165,8 +165,8 @@ def _prior(plan: Plan, M: int) -> Optional[np.ndarray]:
 
 
 def _speculate(plan: Plan, bench: Benchmarker, buckets: list[tuple[int, Optional[np.ndarray]]],
-               first: Sequence[tuple[Config, int]] = ()) -> None:
-    """Compile, while the GPU times others, the (config, M) pairs of `first`, then the configs the
+               ahead: Sequence[tuple[Config, int]] = ()) -> None:
+    """Compile, while the GPU times others, the (config, M) pairs of `ahead`, then the configs the
     prior ranks first for these buckets (this one and the next, whose kernels differ when it
     crosses vLLM's small-M shortcut: on an H100, qwen3-30B's M=8 waited 2.4 s (bf16) and 8.6 s
     (fp8) for its first trials, the winners of M=1 to 4, compiled again)."""
@@ -177,7 +177,7 @@ def _speculate(plan: Plan, bench: Benchmarker, buckets: list[tuple[int, Optional
     ranked = [[(configs[i], M) for i in np.argsort(-prior, kind="stable")[:count]]
               for M, prior in buckets if prior is not None]
     # The rankings advance together.
-    bench.speculate(list(first) + [c for group in zip_longest(*ranked) for c in group
+    bench.speculate(list(ahead) + [c for group in zip_longest(*ranked) for c in group
                                    if c is not None])
 
 
