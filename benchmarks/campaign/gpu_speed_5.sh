@@ -8,8 +8,7 @@
 #
 # new_*: the tune (tag $TAG, default h1). base_*: the same with the code this session started from
 # (dacf8ba, unpacked in .base/ by `git archive dacf8ba autotune conf search_spaces`). judge_*: the
-# new file against the base file of this run, and the H200 files of sessions 8 (bf16 a4) and 9
-# (fp8 default). Results in /tmp/s11, packed into $OUT after each step.
+# new file against the base file of this run, and the earlier files of the same card type (below). Results in /tmp/s11, packed into $OUT after each step.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source benchmarks/campaign/setup.sh
@@ -21,8 +20,16 @@ pack() { tar czf "$OUT/s11_$PHASE.tgz" --exclude 'triton*' -C /tmp s11; }
 SHAPE=qwen3_30b_a3b_tp1
 SHIPPED_bf16="benchmarks/fidelity_h200/shipped/E=128,N=768,device_name=NVIDIA_H200.json"
 SHIPPED_fp8="autotune/vllm_configs/E=128,N=768,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
-H200_bf16="a4=$(ls benchmarks/fidelity_h200/session8/qwen3_bf16_a4/E=*.json)"
-H200_fp8="default=$(ls benchmarks/speed/h200/session9/qwen3_fp8_default/E=*.json)"
+# The earlier files of this card type: H200, sessions 8 (bf16 a4) and 9 (fp8 default); H100, session
+# 10 (base: the defaults before 10 + 6 replays; t1: the code this session started from, same defaults).
+if nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H100; then
+  S10=benchmarks/speed/h100/session10
+  OLD_bf16="base=$(ls $S10/qwen3_bf16_base/E=*.json) t1=$(ls $S10/qwen3_bf16_t1/E=*.json)"
+  OLD_fp8="base=$(ls $S10/qwen3_fp8_base/E=*.json) t1=$(ls $S10/qwen3_fp8_t1/E=*.json)"
+else
+  OLD_bf16="a4=$(ls benchmarks/fidelity_h200/session8/qwen3_bf16_a4/E=*.json)"
+  OLD_fp8="default=$(ls benchmarks/speed/h200/session9/qwen3_fp8_default/E=*.json)"
+fi
 DTYPE_bf16=(); DTYPE_fp8=(shape.dtype=fp8_w8a8 'shape.block_shape=[128,128]')
 JUDGE=(benchmark.seed=2 benchmark.warmup_replays=5 benchmark.replays=20 benchmark.rounds_in_worker=false)
 log "steps: $STEPS"
@@ -35,8 +42,8 @@ for step in $STEPS; do
              tune qwen3_${d}_$TAG 240 $SHAPE "${!shipped}" "${!dt}" ;;
     base_*) (cd .base && PYTHONPATH=/tmp/site:$PWD TRITON_CACHE_DIR=$R/triton_${d}_base \
              TUNE_TAIL=3 tune qwen3_${d}_base 240 $SHAPE "$OLDPWD/${!shipped}" "${!dt}") ;;
-    judge_*) old="H200_$d"; old=${!old}
-             f=$(ls $R/qwen3_${d}_base/E=*.json 2>/dev/null) && old="base=$f $old"
+    judge_*) old="OLD_$d"; old=${!old}
+             f=$(ls $R/qwen3_${d}_base/E=*.json 2>/dev/null) && old="base=$f ${old#base=* }"
              TRITON_CACHE_DIR=$R/triton_${d}_$TAG compare qwen3_${d}_${TAG}_judge 120 --shape $SHAPE \
                --shipped "${!shipped}" --rounds 5 --tuned "$TAG=$(ls $R/qwen3_${d}_$TAG/E=*.json)" $old \
                -- "${JUDGE[@]}" "${!dt}" ;;
