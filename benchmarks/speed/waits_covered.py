@@ -13,7 +13,8 @@ and how much earlier (the lead, the wall time from then to the trial's start):
 The saving of a trial is its wait, at most its lead (a compile takes about a second, and the
 pool's spare workers are assumed free: an estimate, not a measurement).
 
-    python benchmarks/speed/waits_covered.py benchmarks/speed/h100/session10/qwen3_bf16_t1/studies.db
+    python benchmarks/speed/waits_covered.py \
+        benchmarks/speed/h100/session10/qwen3_bf16_t1/studies.db
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ WARM = ("neighbour", "vllm_default", "compared", "file", "prior")  # a bucket's 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("storage", help="a tune's SQLite file")
-    ap.add_argument("--wait", type=float, default=0.4, help="a trial this much over the median waited (s)")
+    ap.add_argument("--wait", type=float, default=0.4,
+                    help="a trial this much over its bucket's median waited (s)")
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(f"sqlite:///{args.storage}")
@@ -54,12 +56,12 @@ def main() -> None:
     shape = MoEShape(E=s["E"], N=s["N"], K=s["K"], topk=s["topk"], dtype=s["dtype"],
                      block_shape=tuple(s["block_shape"]) if s["block_shape"] else None)
     device = a[StudyAttr.DEVICE]
-    space = SearchSpace.from_config(_search_space_config(a[StudyAttr.SEARCH_SPACE]["name"]), shape,
-                                    _shared_memory(device))
+    space = SearchSpace.from_config(_search_space_config(a[StudyAttr.SEARCH_SPACE]["name"]),
+                                    shape, _shared_memory(device))
     files = load_prior_sources(None, "both")
     totals = {"waits": 0.0, "forecast": 0.0, "ahead": 0.0, "first trial": 0.0}
     rows = []
-    previous = None  # (warm start keys, best two keys, first start, search end) of the bucket before
+    previous = None  # the bucket before: (warm start keys, best two, first start, search end)
     run_start = min(t.datetime_start for t in studies[0].trials if t.datetime_start)
     for study in studies:
         M = study.user_attrs[StudyAttr.M]
@@ -86,7 +88,8 @@ def main() -> None:
             key = SearchSpace.key(t.user_attrs["config"])
             how, lead = "not listed ahead", 0.0
             if i in leads:
-                how, lead = "forecast", (t.datetime_start - trials[leads[i]].datetime_start).total_seconds()
+                since = trials[leads[i]].datetime_start
+                how, lead = "forecast", (t.datetime_start - since).total_seconds()
             elif previous and key in previous[0] | set(previous[1]):
                 since = previous[2] if key in previous[0] else previous[3]
                 how, lead = "ahead", (t.datetime_start - since).total_seconds()
@@ -99,8 +102,9 @@ def main() -> None:
     print("|---:|---:|---:|---|---:|")
     for M, number, wait, how, lead in rows:
         print(f"| {M} | {number} | {wait:.2f} | {how} | {lead:.2f} |")
-    print(f"\nwaits {totals['waits']:.1f} s, of which the run's first trial {totals['first trial']:.1f} s; "
-          f"covered (up to the lead): forecast {totals['forecast']:.1f} s, ahead {totals['ahead']:.1f} s")
+    print(f"\nwaits {totals['waits']:.1f} s, of which the run's first trial "
+          f"{totals['first trial']:.1f} s; covered (up to the lead): forecast "
+          f"{totals['forecast']:.1f} s, ahead {totals['ahead']:.1f} s")
 
 
 def _forecast_leads(space: SearchSpace, prior, trials) -> dict[int, int]:
