@@ -128,6 +128,17 @@ def test_neighbour_bests_take_the_nearest_tuned_bucket_on_each_side_best_first()
     assert neighbour_bests(tuned, 16, 2) == [(8, b), (32, c), (8, a)]
     assert neighbour_bests(tuned, 16, 0) == []
     assert neighbour_bests({}, 16, 2) == []
+    # Nearest first, and no farther than a measured bucket (a run reads records on lookup).
+    tuned[12] = [Record(2, a, None, 0.0, "failed", "sampler")]  # nearer below, nothing measured
+    looked = []
+
+    class Looking(dict):
+        def __getitem__(self, M):
+            looked.append(M)
+            return super().__getitem__(M)
+
+    assert neighbour_bests(Looking(tuned), 16, 2) == [(8, b), (32, c), (8, a)]
+    assert 4 not in looked and {12, 8, 32} <= set(looked)
 
 
 def test_a_missing_warm_start_file_is_one_clear_error():

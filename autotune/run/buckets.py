@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from itertools import zip_longest
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import optuna
@@ -182,21 +182,33 @@ def _speculate(plan: Plan, bench: Benchmarker, buckets: list[tuple[int, Optional
 
 
 def _warm_starts(plan: Plan, M: int, studies: RunStudies):
-    """The bucket's first trials (autotune/search/warm_starts.py), with the nearest buckets below
-    and above of the same device, shape, space and benchmark that have measurements in the storage
-    (this run's or an earlier one's): the only ones the neighbours' winners come from."""
+    """The bucket's first trials (autotune/search/warm_starts.py), with the other buckets of the same
+    device, shape, space and benchmark in the storage (this run's or an earlier one's)."""
     siblings = studies.siblings(plan.study(M).run)
-    tuned = {}
-    for side in (sorted((m for m in siblings if m < M), reverse=True),
-                 sorted(m for m in siblings if m > M)):
-        for m in side:  # nearest first; reading every study's trials took 0.1 s a bucket
-            records = read_records(siblings[m])
-            if ranked_records(records):
-                tuned[m] = records
-                break
+    tuned = _RecordsOnDemand({m: study for m, study in siblings.items() if m != M})
     return first_trials(plan.space, plan.device.name, M, plan.cfg.sampler, tuned,
                         prior_files=plan.prior_sources if plan.cfg.sampler.prior_trials > 0 else None,
                         compared=plan.comparison.entries if plan.comparison else None)
+
+
+class _RecordsOnDemand(Mapping[int, list[Record]]):
+    """Studies' records by bucket, each read when first looked up: the warm starts look at the
+    nearest measured buckets only, and reading every study took 0.1 s a bucket at 18 buckets."""
+
+    def __init__(self, studies: dict[int, optuna.Study]):
+        self._studies = studies
+        self._read: dict[int, list[Record]] = {}
+
+    def __getitem__(self, M: int) -> list[Record]:
+        if M not in self._read:
+            self._read[M] = read_records(self._studies[M])
+        return self._read[M]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._studies)
+
+    def __len__(self) -> int:
+        return len(self._studies)
 
 
 def _describe_study(study: optuna.Study, plan: Plan, M: int) -> None:

@@ -88,13 +88,18 @@ def neighbour_bests(tuned: Mapping[int, Sequence[Record]], M: int,
                     per_bucket: int) -> list[tuple[int, Config]]:
     """The best `per_bucket` configs of the nearest tuned bucket below M and above M.
 
-    Interleaved best-first, the nearer bucket (in octaves) first.
+    Interleaved best-first, the nearer bucket (in octaves) first. Buckets are looked up nearest
+    first on each side, and no farther than the first with a measurement: `tuned` may read a
+    bucket's records when it is looked up.
     """
     if per_bucket <= 0:
         return []
-    below = [m for m in tuned if m < M and ranked_records(tuned[m])]
-    above = [m for m in tuned if m > M and ranked_records(tuned[m])]
-    nearest = ([max(below)] if below else []) + ([min(above)] if above else [])
+    nearest = []
+    for side in (sorted((m for m in tuned if m < M), reverse=True),
+                 sorted(m for m in tuned if m > M)):
+        found = next((m for m in side if ranked_records(tuned[m])), None)
+        if found is not None:
+            nearest.append(found)
     nearest.sort(key=lambda m: abs(math.log2(m) - math.log2(M)))
     lists = [(m, ranked_records(tuned[m])[:per_bucket]) for m in nearest]
     out = []
