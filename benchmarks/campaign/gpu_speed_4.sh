@@ -21,14 +21,10 @@ source benchmarks/campaign/steps.sh
 smi | tee -a "$R/gpu_$PHASE.csv"
 python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$R/campaign_$PHASE.log"
 pack() { tar czf "$OUT/s10_$PHASE.tgz" --exclude 'triton*' -C /tmp s10; }
-SHAPE=qwen3_30b_a3b_tp1
-SHIPPED_bf16="benchmarks/fidelity_h200/shipped/E=128,N=768,device_name=NVIDIA_H200.json"
-SHIPPED_fp8="autotune/vllm_configs/E=128,N=768,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
+source benchmarks/campaign/qwen3.sh
 H200_bf16="a4=$(ls benchmarks/fidelity_h200/session8/qwen3_bf16_a4/E=*.json)"
 H200_fp8="default=$(ls benchmarks/speed/h200/session9/qwen3_fp8_default/E=*.json)"
-DTYPE_bf16=(); DTYPE_fp8=(shape.dtype=fp8_w8a8 'shape.block_shape=[128,128]')
 NEW=(benchmark.warmup_replays=10 benchmark.replays=6)
-JUDGE=(benchmark.seed=2 benchmark.warmup_replays=5 benchmark.replays=20 benchmark.rounds_in_worker=false)
 # Without STEPS: on an H200 both new tunes and their judges; elsewhere the bf16 pair (new, base)
 # and its judge (the fp8 pair in a second call: STEPS="new_fp8 base_fp8 judge_fp8").
 if [ -z "${STEPS:-}" ]; then

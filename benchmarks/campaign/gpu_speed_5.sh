@@ -8,7 +8,8 @@
 #
 # new_*: the tune (tag $TAG, default h1). base_*: the same with the code this session started from
 # (dacf8ba, unpacked in .base/ by `git archive dacf8ba autotune conf search_spaces`). judge_*: the
-# new file against the base file of this run, and the earlier files of the same card type (below). Results in /tmp/s11, packed into $OUT after each step.
+# new file against the base file of this run, and the earlier files of the same card type (below).
+# Results in /tmp/s11, packed into $OUT after each step.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source benchmarks/campaign/setup.sh
@@ -17,9 +18,7 @@ source benchmarks/campaign/steps.sh
 smi | tee -a "$R/gpu_$PHASE.csv"
 python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$R/campaign_$PHASE.log"
 pack() { tar czf "$OUT/s11_$PHASE.tgz" --exclude 'triton*' -C /tmp s11; }
-SHAPE=qwen3_30b_a3b_tp1
-SHIPPED_bf16="benchmarks/fidelity_h200/shipped/E=128,N=768,device_name=NVIDIA_H200.json"
-SHIPPED_fp8="autotune/vllm_configs/E=128,N=768,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128].json"
+source benchmarks/campaign/qwen3.sh
 # The earlier files of this card type: H200, sessions 8 (bf16 a4) and 9 (fp8 default); H100, session
 # 10 (base: the defaults before 10 + 6 replays; t1: the code this session started from, same defaults).
 if nvidia-smi --query-gpu=name --format=csv,noheader | grep -q H100; then
@@ -30,8 +29,6 @@ else
   OLD_bf16="a4=$(ls benchmarks/fidelity_h200/session8/qwen3_bf16_a4/E=*.json)"
   OLD_fp8="default=$(ls benchmarks/speed/h200/session9/qwen3_fp8_default/E=*.json)"
 fi
-DTYPE_bf16=(); DTYPE_fp8=(shape.dtype=fp8_w8a8 'shape.block_shape=[128,128]')
-JUDGE=(benchmark.seed=2 benchmark.warmup_replays=5 benchmark.replays=20 benchmark.rounds_in_worker=false)
 log "steps: $STEPS"
 for step in $STEPS; do
   d=${step#*_}; dt="DTYPE_$d[@]"; shipped="SHIPPED_$d"
