@@ -26,7 +26,7 @@ from autotune.problem.space import Config
 from autotune.run.stop import STOP, check_stop, stop_requested, uninterrupted
 from autotune.search.prior import PriorWeights, bucket_prior
 from autotune.search.samplers import make_pruner, make_sampler
-from autotune.search.warm_starts import first_trials, ranked_records
+from autotune.search.warm_starts import first_trials, neighbour_bests
 from autotune.study.liveness import is_mine
 from autotune.study.records import (
     BucketOutcome,
@@ -91,10 +91,10 @@ def work(plan: Plan, studies: RunStudies, bench: Benchmarker, *, first: int = 0,
             if outcome.stop_reason != StopReason.SHARED:
                 pending.remove(M)
                 progressed = True
-                if following:  # and this one's best, the next one's first trials, compile now
-                    best = ranked_records(outcome.records)[:plan.cfg.sampler.neighbour_trials]
-                    _speculate(plan, bench, [(m, prior_of(m)) for m in following],
-                               ahead=[(r.config, m) for m in following for r in best])
+                if following:  # and the next one's warm starts from this one, compile now
+                    ahead = [(c, m) for m in following for _, c in neighbour_bests(
+                        {M: outcome.records}, m, plan.cfg.sampler.neighbour_trials)]
+                    _speculate(plan, bench, [(m, prior_of(m)) for m in following], ahead=ahead)
                 _finish_bucket(plan, studies, bench, outcome)
             progressed = progressed or outcome.new_measurements > 0
         if pending and not progressed:
