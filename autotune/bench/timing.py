@@ -91,40 +91,56 @@ def _quantiles(samples: list[float]) -> tuple[float, float]:
 
 
 class _Problem:
-    """Random inputs for one batch size, rebuilt when M changes (one M is alive at a time)."""
+    """Random inputs, per batch size: the layers' weights are drawn once (they do not depend on M),
+    the hidden states and routing of the last two batch sizes are kept. Re-timing a bucket
+    alongside the next one's search alternates two batch sizes (run/settler.py), and drawing the
+    weights again at every switch would take longer than many measurements."""
+
+    KEPT = 2  # batch sizes whose hidden states and routing stay alive
 
     def __init__(self, spec: TimerSpec, device: str):
         self.spec = spec
         self.device = device
-        self.M: Optional[int] = None
-        self.copies: list = []
+        self.weights: list = []  # per layer (or weight copy), shared by every batch size
+        self.by_M: dict[int, list] = {}  # M -> its calls' inputs, least recently used first
 
     def inputs(self, M: int, copies: int = 1) -> list:
         """`copies` calls' inputs: other weight copies (cold), or other layers (layers)."""
+        kept = self.by_M.pop(M, None)
+        if kept is None or len(kept) != copies:
+            kept = self._build(M, copies)
+        self.by_M[M] = kept
+        while len(self.by_M) > self.KEPT:
+            del self.by_M[next(iter(self.by_M))]
+        return kept
+
+    def _build(self, M: int, copies: int) -> list:
         import torch
 
         from autotune.kernel import make_inputs, make_routing
 
-        if self.M != M or len(self.copies) != copies:
-            self.copies = []  # free the previous batch size's buffers first
-            s = self.spec
-            base = make_inputs(s.E, s.N, s.K, s.topk, M, s.dtype, s.block_shape, self.device,
-                               routing=s.routing, skew=s.routing_skew, seed=s.seed)
-            self.copies = [base]
-            for i in range(1, copies):
-                layer = base.with_weights(base.weights.clone())
-                if s.l2 == "layers":
-                    # Each layer routes its own tokens: fresh hidden states and top-k choices.
-                    seed = s.seed + 100 * i
-                    ids, weights = make_routing(M, s.E, s.topk, routing=s.routing,
-                                                skew=s.routing_skew, device=self.device, seed=seed)
-                    gen = torch.Generator(device=self.device).manual_seed(seed)
-                    x = torch.randn(base.x.shape, generator=gen, device=self.device)
-                    layer = dataclasses.replace(layer, x=x.to(base.x.dtype), topk_ids=ids,
-                                                topk_weights=weights)
-                self.copies.append(layer)
-            self.M = M
-        return self.copies
+        s = self.spec
+        base = make_inputs(s.E, s.N, s.K, s.topk, M, s.dtype, s.block_shape, self.device,
+                           routing=s.routing, skew=s.routing_skew, seed=s.seed,
+                           weights=self.weights[0] if self.weights else None)
+        if not self.weights:
+            self.weights.append(base.weights)
+        while len(self.weights) < copies:
+            self.weights.append(base.weights.clone())
+        out = [base]
+        for i in range(1, copies):
+            layer = base.with_weights(self.weights[i])
+            if s.l2 == "layers":
+                # Each layer routes its own tokens: fresh hidden states and top-k choices.
+                seed = s.seed + 100 * i
+                ids, weights = make_routing(M, s.E, s.topk, routing=s.routing,
+                                            skew=s.routing_skew, device=self.device, seed=seed)
+                gen = torch.Generator(device=self.device).manual_seed(seed)
+                x = torch.randn(base.x.shape, generator=gen, device=self.device)
+                layer = dataclasses.replace(layer, x=x.to(base.x.dtype), topk_ids=ids,
+                                            topk_weights=weights)
+            out.append(layer)
+        return out
 
 
 def verify_output(spec: TimerSpec, config: dict, M: int, device: str, seed: int) -> dict:

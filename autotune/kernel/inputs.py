@@ -242,6 +242,7 @@ def make_inputs(
     ep_rank: int = 0,
     act_dtype: torch.dtype | None = None,
     seed: int = 0,
+    weights: ExpertWeights | None = None,
 ) -> MoEInputs:
     """Random inputs of one MoE call in vLLM's naming: E experts, w2's last dim N, hidden K.
 
@@ -253,15 +254,18 @@ def make_inputs(
             ``ep_rank``); pairs routed elsewhere contribute zeros.
         act_dtype: hidden-state dtype; bf16 by default, the weight dtype for bf16/fp16.
         seed: every tensor is drawn from generators seeded from it.
+        weights: the weights `make_inputs` made for this seed before (they do not depend on M),
+            used instead of drawing them again.
     """
     if act_dtype is None:
         act_dtype = default_act_dtype(dtype)
     elif dtype in _TORCH_DTYPES and act_dtype != _TORCH_DTYPES[dtype]:
         raise ValueError(f"act_dtype {act_dtype} does not match unquantized weights {dtype}")
     num_local = E if ep_experts is None else ep_experts
-    weights = make_weights(
-        num_local, N, K, dtype, block_shape=block_shape, device=device, seed=seed + 1
-    )
+    if weights is None:
+        weights = make_weights(
+            num_local, N, K, dtype, block_shape=block_shape, device=device, seed=seed + 1
+        )
     topk_ids, topk_weights = make_routing(
         M, E, topk, routing=routing, skew=skew, device=device, seed=seed + 2
     )
