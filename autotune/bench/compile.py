@@ -12,12 +12,14 @@ asked for now never queues behind them. The GEMM kernels do not depend on the ba
 through vLLM's small-M shortcut, so a binary compiled for one bucket serves the others.
 
 A compile error here is counted, not final: the measuring worker decides whether a config runs.
+Two threads may use the pool at once (the search, and the re-timing alongside it).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import signal
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -73,21 +75,24 @@ class CompilePool:
         self._speculating: list[Future] = []
         self.compile_seconds = 0.0  # CPU time of compiles, summed over workers
         self.compiled = 0
+        self._lock = threading.RLock()  # the bookkeeping above, never held while waiting
 
     def start(self) -> None:
         """Start every worker process now: each imports torch and Triton (seconds) while the run
         starts up, instead of when the first configs are asked for."""
         if self.workers <= 0:
             return
-        for _ in range(self.workers):  # a task no worker is free for spawns one
-            self._executor().submit(_started)
+        with self._lock:
+            for _ in range(self.workers):  # a task no worker is free for spawns one
+                self._executor().submit(_started)
 
     def submit(self, configs: Iterable[Mapping[str, int]], M: int) -> None:
         if self.workers <= 0:
             return
-        for config in configs:
-            self._submit(config, M)
-        self._speculate_more()
+        with self._lock:
+            for config in configs:
+                self._submit(config, M)
+            self._speculate_more()
 
     def speculate(self, candidates: Iterable[tuple[Mapping[str, int], int]],
                   first: bool = False) -> None:
@@ -95,35 +100,40 @@ class CompilePool:
         previous list, or goes in front of what is left of it (first=True)."""
         if self.workers <= 0:
             return
-        new = [(dict(c), M) for c, M in candidates if self._key(c, M) not in self._futures]
-        if first:
-            keys = {self._key(c, M) for c, M in new}
-            new += [(c, M) for c, M in self._later if self._key(c, M) not in keys]
-        self._later = deque(new)
-        self._speculate_more()
+        with self._lock:
+            new = [(dict(c), M) for c, M in candidates if self._key(c, M) not in self._futures]
+            if first:
+                keys = {self._key(c, M) for c, M in new}
+                new += [(c, M) for c, M in self._later if self._key(c, M) not in keys]
+            self._later = deque(new)
+            self._speculate_more()
 
     def wait(self, config: Mapping[str, int], M: int) -> tuple[float, Optional[str]]:
         """Block until the config is compiled: (seconds waited, compile error or None)."""
         if self.workers <= 0:
             return 0.0, None
         key = self._key(config, M)
-        future = self._submit(config, M)
+        with self._lock:
+            future = self._submit(config, M)
         start = time.perf_counter()
         try:
             seconds, error = future.result()
         except BrokenProcessPool:
-            # A compiler crash takes the pool down: start a new one; the measuring worker will
-            # compile this config itself if it can.
-            self._pool = None
-            self._futures.clear()
-            self._speculating.clear()
+            # A compiler crash takes the pool down: start a new one (unless the other thread
+            # has); the measuring worker will compile this config itself if it can.
+            with self._lock:
+                if self._futures.get(key) is future:
+                    self._pool = None
+                    self._futures.clear()
+                    self._speculating.clear()
             return time.perf_counter() - start, None
         waited = time.perf_counter() - start
-        if key not in self._counted:
-            self._counted.add(key)
-            self.compile_seconds += seconds
-            self.compiled += 1
-        self._speculate_more()
+        with self._lock:
+            if key not in self._counted:
+                self._counted.add(key)
+                self.compile_seconds += seconds
+                self.compiled += 1
+            self._speculate_more()
         return waited, error
 
     def _key(self, config: Mapping[str, int], M: int) -> tuple:
@@ -149,12 +159,13 @@ class CompilePool:
                 self._speculating.append(self._submit(config, M))
 
     def close(self) -> None:
-        if self._pool is not None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
             # wait=True: the compiles still running take a second or two, and a pool left to
             # wind down after wait=False keeps a spawned process (a `workers=N` worker) from
             # ever exiting: its exit joins the pool's processes, which then never get told to stop.
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:

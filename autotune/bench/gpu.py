@@ -4,11 +4,16 @@ The tuner process holds no CUDA context. `measure` waits for the config's compil
 the GPU's idle time, reported in `stats`), then asks the measuring worker to time it. A config
 that fails to compile, runs out of resources, faults or hangs comes back as an infeasible
 `Measurement` with its reason; a faulted worker has already been replaced.
+
+Two threads may measure at once: the bucket loop's search, and the re-timing of the bucket
+before alongside it (run/settler.py). The worker answers one request at a time, in turn; its time
+counts from when a request has the worker, not from when it began to wait for it.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
@@ -31,6 +36,7 @@ class WorkerBenchmarker:
         self.rounds_in_worker = rounds_in_worker
         self._stats = BenchStats()
         self.environment: dict[str, Any] = {}
+        self._turn = threading.Lock()  # one request to the worker at a time; the stats with it
 
     def start(self) -> None:
         """Start the measuring worker and the compile pool now, so that their start-up overlaps
@@ -57,16 +63,17 @@ class WorkerBenchmarker:
     def measure(self, config: Mapping[str, int], M: int) -> Measurement:
         config = dict(config)
         self._wait_for_compile(config, M)
-        start = time.perf_counter()
-        try:
-            result = self.worker.call("measure", config, M)
-        except WorkerDied as exc:
-            return self._failed(f"fault: {exc}")
-        except RuntimeError as exc:
-            return self._failed(str(exc))
-        finally:
-            self._stats.measure_seconds += time.perf_counter() - start
-        return self._measurement(result)
+        with self._turn:
+            start = time.perf_counter()
+            try:
+                result = self.worker.call("measure", config, M)
+            except WorkerDied as exc:
+                return self._failed(f"fault: {exc}")
+            except RuntimeError as exc:
+                return self._failed(str(exc))
+            finally:
+                self._stats.measure_seconds += time.perf_counter() - start
+            return self._measurement(result)
 
     def measure_rounds(self, configs: Sequence[Mapping[str, int]], M: int,
                        rounds: int) -> list[list[Measurement]]:
@@ -77,24 +84,26 @@ class WorkerBenchmarker:
         configs = [dict(c) for c in configs]
         for config in configs:
             self._wait_for_compile(config, M)
-        start = time.perf_counter()
-        try:
-            answers = self.worker.call("measure_rounds", configs, M, rounds,
-                                       timeout_s=self.worker.timeout_s * max(1, len(configs)))
-        except (WorkerDied, RuntimeError):
-            answers = None
-        self._stats.measure_seconds += time.perf_counter() - start
-        if answers is None:
-            # A config faulted (the worker has been replaced) or the request failed: one
-            # measurement at a time tells which config it was, as in the search.
-            return measure_interleaved(self, configs, M, rounds)
-        return [[self._measurement(r) for r in a["rounds"]]
-                + ([self._failed(a["error"])] if a["error"] else []) for a in answers]
+        with self._turn:
+            start = time.perf_counter()
+            try:
+                answers = self.worker.call("measure_rounds", configs, M, rounds,
+                                           timeout_s=self.worker.timeout_s * max(1, len(configs)))
+            except (WorkerDied, RuntimeError):
+                answers = None
+            self._stats.measure_seconds += time.perf_counter() - start
+            if answers is not None:
+                return [[self._measurement(r) for r in a["rounds"]]
+                        + ([self._failed(a["error"])] if a["error"] else []) for a in answers]
+        # A config faulted (the worker has been replaced) or the request failed: one measurement
+        # at a time tells which config it was, as in the search.
+        return measure_interleaved(self, configs, M, rounds)
 
     def verify(self, config: Mapping[str, int], M: int) -> Optional[bool]:
         """Does the config's output match the reference on this device (fresh random inputs)?"""
         try:
-            return bool(self.worker.call("verify", dict(config), M)["ok"])
+            with self._turn:
+                return bool(self.worker.call("verify", dict(config), M)["ok"])
         except (WorkerDied, RuntimeError):
             return False
 
@@ -117,11 +126,12 @@ class WorkerBenchmarker:
             # The pool only gets binaries into Triton's cache early; whether a config runs is
             # decided by the measuring worker, which compiles itself what the pool could not.
             waited, error = self.compiler.wait(config, M)
-            self._stats.compile_wait_seconds += waited
-            if error:
-                self._stats.compile_errors += 1
+            with self._turn:
+                self._stats.compile_wait_seconds += waited
+                self._stats.compile_errors += bool(error)
         if not self.environment:
-            self.environment = self._call_environment()
+            with self._turn:
+                self.environment = self.environment or self._call_environment()
 
     def _measurement(self, result: dict) -> Measurement:
         self._stats.measurements += 1
