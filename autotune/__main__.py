@@ -122,13 +122,14 @@ def bucket_line(outcome, entry: Optional[dict], settled: Optional[dict]) -> str:
 
 
 def wall_time_line(seconds: dict) -> str:
-    """`wall time 52.3 s: start-up 8.1, search 30.2 (compile wait 5.0, worker start 2.1), ...`."""
-    apart = ("total", *wall_clock.WAITS)
-    waits = ", ".join(f"{name} {seconds[name]:.1f}" for name in wall_clock.WAITS
-                      if seconds.get(name, 0.0) >= 0.05)  # what rounds to 0.0 is left out
-    parts = [f"{name} {s:.1f}" + (f" ({waits})" if name == "search" and waits else "")
-             for name, s in seconds.items() if name not in apart]
-    timed = sum(s for name, s in seconds.items() if name not in apart)
+    """`wall time 52.3 s: start-up 8.1, search 30.2 (compile wait 5.0, re-timing alongside 9.1),
+    ...`: what overlaps the search is told beside it, not added."""
+    within = (*wall_clock.WAITS, wall_clock.ALONGSIDE)
+    beside = ", ".join(f"{name} {seconds[name]:.1f}" for name in within
+                       if seconds.get(name, 0.0) >= 0.05)  # what rounds to 0.0 is left out
+    parts = [f"{name} {s:.1f}" + (f" ({beside})" if name == "search" and beside else "")
+             for name, s in seconds.items() if name not in ("total", *within)]
+    timed = sum(s for name, s in seconds.items() if name not in ("total", *within))
     total = seconds.get("total")
     if total is None:
         return "wall time by phase: " + ", ".join(parts)

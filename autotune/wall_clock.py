@@ -4,11 +4,15 @@ A phase nested in another (a bucket's re-timing inside the bucket loop) counts f
 so the phases add up to the time they cover. Start-up is the time from the process's start
 (interpreter, imports, the plan, CUDA, the measuring worker) to the first bucket. Each process
 has its own clock: with workers=N the parent's search is its workers' whole run.
+
+Work a background thread does while the phases go on (re-timing alongside the search:
+run/settler.py) is timed apart, as ALONGSIDE: it overlaps the phases, so it is not one of them.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator, Optional
@@ -17,9 +21,13 @@ from typing import Iterator, Optional
 PHASES = ("start-up", "search", "re-timing", "correctness", "midpoints", "files", "report")
 # Waits inside the search and re-timing, by the benchmarker's statistic that counts them.
 WAITS = {"compile wait": "compile_wait_seconds", "worker start": "worker_start_wait_seconds"}
+# A background thread's work during the search (the re-timing of finished buckets).
+ALONGSIDE = "re-timing alongside"
 
 _seconds: dict[str, float] = {}
-_stack: list[list] = []  # [name, time the innermost phase last resumed]
+_stack: list[list] = []  # [name, time the innermost phase last resumed]; the main thread's
+_background = threading.local()  # .active: this thread's phases count as ALONGSIDE
+_lock = threading.Lock()
 
 
 def reset() -> None:
@@ -37,6 +45,9 @@ def mark_started() -> None:
 
 @contextmanager
 def phase(name: str) -> Iterator[None]:
+    if getattr(_background, "active", False):  # counted whole by `alongside`
+        yield
+        return
     now = time.monotonic()
     if _stack:
         outer = _stack[-1]
@@ -52,9 +63,24 @@ def phase(name: str) -> Iterator[None]:
             _stack[-1][1] = now
 
 
+@contextmanager
+def alongside() -> Iterator[None]:
+    """This thread's work overlaps the phases of the run's own thread: the whole block counts as
+    ALONGSIDE, the phases inside it not at all."""
+    _background.active = True
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        _background.active = False
+        with _lock:
+            _seconds[ALONGSIDE] = _seconds.get(ALONGSIDE, 0.0) + time.monotonic() - start
+
+
 def seconds() -> dict[str, float]:
-    """The phases timed so far, in run order, and the process's age as `total`."""
-    out = {p: round(_seconds[p], 2) for p in PHASES if p in _seconds}
+    """The phases timed so far, in run order, ALONGSIDE if any, and the process's age as
+    `total`."""
+    out = {p: round(_seconds[p], 2) for p in (*PHASES, ALONGSIDE) if p in _seconds}
     age = process_age()
     if age is not None:
         out["total"] = round(age, 2)

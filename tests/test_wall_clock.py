@@ -49,3 +49,32 @@ def test_the_waits_are_shown_inside_the_search_and_not_counted_again():
     line = wall_time_line({"search": 30.0, "total": 31.0, "compile wait": 8.0,
                            "worker start": 1.24})
     assert line == "wall time 31.0 s: search 30.0 (compile wait 8.0, worker start 1.2), other 1.0"
+
+
+def test_work_alongside_the_phases_is_timed_apart_and_shown_beside_the_search():
+    import threading
+
+    from autotune.__main__ import wall_time_line
+
+    wall_clock.reset()
+
+    def settle():
+        with wall_clock.alongside():
+            with wall_clock.phase("re-timing"):  # inside `alongside`: not a phase of its own
+                time.sleep(0.1)
+
+    with wall_clock.phase("search"):
+        background = threading.Thread(target=settle)
+        background.start()
+        time.sleep(0.05)
+        background.join()
+    timed = wall_clock.seconds()
+    assert "re-timing" not in timed
+    assert timed[wall_clock.ALONGSIDE] >= 0.1
+    assert timed["search"] >= 0.1  # the search's own clock ran through it
+    line = wall_time_line({"search": 30.0, "total": 32.0, "compile wait": 8.0,
+                           wall_clock.ALONGSIDE: 20.0})
+    # overlapping the search, it is not added to what the phases cover
+    assert line == ("wall time 32.0 s: search 30.0 (compile wait 8.0, re-timing alongside 20.0), "
+                    "other 2.0")
+    wall_clock.reset()

@@ -90,8 +90,10 @@ def _wall_time(data: dict[str, Any]) -> list[str]:
     lines = ["", "## Wall time of the last run", "",
              "Seconds by phase, from the process's start to the files written (this report's own "
              "time, and the plots', are in the run's wall-time line). Compile wait and worker "
-             "start are the parts of the search and re-timing the GPU spent waiting for Triton "
-             "compiles and for the measuring process to start (CUDA, the inputs).", "",
+             "start are the parts of the search and re-timing spent waiting for Triton "
+             "compiles and for the measuring process to start (CUDA, the inputs). Re-timing "
+             "alongside is the finished buckets' re-timing and checks done while the search went "
+             "on: it overlaps the search and is not part of the total.", "",
              "| phase | seconds |", "|---|---:|"]
     lines += [f"| {'of which ' if name in wall_clock.WAITS else ''}{name} | {s:.1f} |"
               for name, s in seconds.items() if name != "total"]
