@@ -161,6 +161,9 @@ class Config:
     table_dir: str = "outputs/tables"  # sampler=grid records a moe-grid-table/1 file per bucket
     finalists: int = 3  # best trials of a bucket re-timed with vLLM's default before one is written
     retime_rounds: int = 5  # interleaved rounds of that re-timing (median per config)
+    # Re-time a finished bucket while the next one searches, in the GPU's idle time between the
+    # search's measurements (run/settler.py); false: before it. The replay tables never do.
+    retime_alongside: bool = True
     # Rounds of the check between buckets: it writes nothing into the file, only reports, so it
     # takes fewer than the choice of an entry (a 1% margin to report a neighbour as faster).
     midpoint_rounds: int = 3

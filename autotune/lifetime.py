@@ -7,7 +7,8 @@ guards then end it when its parent is gone:
 
 - Linux's PR_SET_PDEATHSIG: the kernel sends SIGKILL at the parent's exit, whatever the cause
   (kill -9, the OOM killer, a crash). It fires when the parent's *thread* that started the child
-  ends, so children are started from the thread that lives as long as the process (the main one).
+  ends, so children are started from threads that live as long as the process: the main one, and
+  the thread that re-times finished buckets during the search (run/settler.py).
 - A thread waiting on multiprocessing's parent sentinel (a pipe the kernel closes when the parent
   dies), for what the first misses: a parent that died before the child set it, and systems
   without prctl.

@@ -156,3 +156,21 @@ def test_the_next_buckets_first_trials_are_compiled_ahead(tmp_path):
     assert len(bench.forecasts) >= 2  # most of 6 trials a bucket are warm starts
     for forecast in bench.forecasts:
         assert len(forecast) == 16 and {M for _, M in forecast} <= {1, 16}
+
+
+def test_two_threads_waiting_on_the_same_configs_compile_each_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = pool(RESERVED_WORKERS + 1)
+    try:
+        # From the main thread, as the benchmarker does: the kernel kills a process when the
+        # thread that started it ends (autotune/lifetime.py), and these threads end.
+        p.start()
+        p.speculate([(c, 16) for c in CONFIGS])
+        with ThreadPoolExecutor(2) as threads:  # the search, and the re-timing alongside it
+            waits = [threads.submit(lambda order: [p.wait(c, 16) for c in order], order)
+                     for order in (CONFIGS, CONFIGS[::-1])]
+            assert all(error is None for w in waits for _, error in w.result())
+        assert p.compiled == len(CONFIGS)
+    finally:
+        p.close()

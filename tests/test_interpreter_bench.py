@@ -39,6 +39,18 @@ def test_cpu_smoke_run_writes_a_file_valid_but_for_its_device(tmp_path):
     assert list(json.loads(path.read_text())) == ["triton_version", "1", "4"]
 
 
+def test_a_run_re_timing_alongside_the_search_writes_the_same_kind_of_file(tmp_path):
+    result = run_cli("shape=tiny", "device=cpu", "trials=2", "buckets=[1,4]",
+                     "retime_alongside=true", f"storage=sqlite:///{tmp_path / 's.db'}",
+                     f"output_dir={tmp_path}", "progress=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "re-timing alongside" in result.stdout  # bucket 1 was re-timed in the background
+    # both entries re-timed and checked, whichever thread settled them
+    assert sum("(re-timed;" in line for line in result.stdout.splitlines()) == 2
+    assert list(json.loads((tmp_path / "E=8,N=64,device_name=cpu.json").read_text())) == [
+        "triton_version", "1", "4"]
+
+
 def test_layer_stack_inputs_give_each_layer_its_own_weights_and_routing():
     from autotune.bench.timing import TimerSpec, _Problem
 
@@ -51,6 +63,24 @@ def test_layer_stack_inputs_give_each_layer_its_own_weights_and_routing():
                 assert a.weights.w1.data_ptr() != b.weights.w1.data_ptr()  # other memory
                 assert not (a.topk_ids == b.topk_ids).all()  # other routing
                 assert not (a.x == b.x).all()  # other hidden states
+
+
+def test_weights_are_drawn_once_and_two_batch_sizes_inputs_are_kept():
+    import torch
+
+    from autotune.bench.timing import TimerSpec, _Problem
+
+    spec = TimerSpec(E=16, N=32, K=64, topk=2, dtype="fp16", block_shape=None, l2="layers")
+    problem = _Problem(spec, "cpu")
+    at8 = problem.inputs(M=8, copies=4)
+    at2 = problem.inputs(M=2, copies=4)
+    assert [a.weights for a in at8] == [a.weights for a in at2]  # the same tensors, not copies
+    assert problem.inputs(M=8, copies=4) is at8  # the search and the re-timing alternate
+    problem.inputs(M=4, copies=4)
+    again = problem.inputs(M=2, copies=4)  # M=2 was the least recent of three: drawn again,
+    assert again is not at2  # from the same seeds
+    assert all(torch.equal(a.x, b.x) and torch.equal(a.topk_ids, b.topk_ids)
+               for a, b in zip(again, at2))
 
 
 def test_cold_copies_share_the_routing_and_only_rotate_the_weights():

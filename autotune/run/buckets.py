@@ -18,11 +18,13 @@ from optuna.trial import TrialState
 
 from autotune import wall_clock
 from autotune.bench import Benchmarker
+from autotune.bench.gpu import WorkerBenchmarker
 from autotune.bench.protocol import Reporting, Speculating
 from autotune.consolidate.entries import consolidate
 from autotune.files.grid_table import write_grid_table
 from autotune.plan import Plan
 from autotune.problem.space import Config
+from autotune.run.settler import Settler
 from autotune.run.stop import STOP, check_stop, stop_requested, uninterrupted
 from autotune.search.prior import PriorWeights, bucket_prior
 from autotune.search.samplers import make_pruner, make_sampler
@@ -54,7 +56,7 @@ def work(plan: Plan, studies: RunStudies, bench: Benchmarker, *, first: int = 0,
          on_measured: Callable[[Record], None] = lambda r: None,
          on_bucket: Callable[[], None] = lambda: None) -> dict[int, BucketOutcome]:
     """Work through the buckets, starting at index `first`, until every one is finished, and
-    settle each bucket's entry as it finishes.
+    settle each bucket's entry as it finishes (alongside the next buckets' search: run/settler.py).
 
     A bucket whose remaining budget other runs are measuring is left and looked at again later,
     so runs sharing the storage (workers, cluster jobs) finish together and take over the work
@@ -70,35 +72,40 @@ def work(plan: Plan, studies: RunStudies, bench: Benchmarker, *, first: int = 0,
             priors[M] = _prior(plan, M)
         return priors[M]
 
-    while pending:
-        progressed = False
-        for M in list(pending):
-            check_stop()
-            if M not in studies.tuned:
-                study = studies.tune(M, make_sampler(plan.cfg.sampler, space=plan.space,
-                                                     prior=prior_of(M)),
-                                     make_pruner(plan.cfg.pruner))
-                _describe_study(study, plan, M)
-            following = pending[pending.index(M) + 1:][:1]
-            warm = _warm_starts(plan, M, studies)
-            # The next bucket will mostly start from this one's first trials (the neighbours'
-            # winners): compiled for it too, ahead of the rankings.
-            _speculate(plan, bench, [(M, prior_of(M))] + [(m, prior_of(m)) for m in following],
-                       ahead=[(c, m) for m in following for _, c in warm])
-            outcome = _tune_bucket(plan, studies, bench, M, warm, on_measured)
-            outcomes[M] = _merge(outcomes.get(M), outcome)
-            on_bucket()
-            if outcome.stop_reason != StopReason.SHARED:
-                pending.remove(M)
-                progressed = True
-                if following:  # and the next one's warm starts from this one, compile now
-                    ahead = [(c, m) for m in following for _, c in neighbour_bests(
-                        {M: outcome.records}, m, plan.cfg.sampler.neighbour_trials)]
-                    _speculate(plan, bench, [(m, prior_of(m)) for m in following], ahead=ahead)
-                _finish_bucket(plan, studies, bench, outcome)
-            progressed = progressed or outcome.new_measurements > 0
-        if pending and not progressed:
-            STOP.wait(POLL_S)
+    alongside = plan.cfg.retime_alongside and isinstance(bench, WorkerBenchmarker)
+    with Settler(lambda M: _settle(plan, studies, bench, M), alongside) as settler:
+        while pending:
+            progressed = False
+            for M in list(pending):
+                check_stop()
+                if M not in studies.tuned:
+                    study = studies.tune(M, make_sampler(plan.cfg.sampler, space=plan.space,
+                                                         prior=prior_of(M)),
+                                         make_pruner(plan.cfg.pruner))
+                    _describe_study(study, plan, M)
+                following = pending[pending.index(M) + 1:][:1]
+                warm = _warm_starts(plan, M, studies)
+                # The next bucket will mostly start from this one's first trials (the
+                # neighbours' winners): compiled for it too, ahead of the rankings.
+                _speculate(plan, bench, [(M, prior_of(M))] + [(m, prior_of(m)) for m in following],
+                           ahead=[(c, m) for m in following for _, c in warm])
+                outcome = _tune_bucket(plan, studies, bench, M, warm, on_measured)
+                outcomes[M] = _merge(outcomes.get(M), outcome)
+                on_bucket()
+                if outcome.stop_reason != StopReason.SHARED:
+                    pending.remove(M)
+                    progressed = True
+                    if following:  # and the next one's warm starts from this one, compile now
+                        ahead = [(c, m) for m in following for _, c in neighbour_bests(
+                            {M: outcome.records}, m, plan.cfg.sampler.neighbour_trials)]
+                        _speculate(plan, bench, [(m, prior_of(m)) for m in following],
+                                   ahead=ahead)
+                    _finish_bucket(plan, bench, outcome)
+                    settler.submit(M)
+                progressed = progressed or outcome.new_measurements > 0
+            if pending and not progressed:
+                STOP.wait(POLL_S)
+        settler.finish()
     return outcomes
 
 
@@ -113,17 +120,19 @@ def _tune_bucket(plan: Plan, studies: RunStudies, bench: Benchmarker, M: int,
     return tuner.run(warm_starts=warm_starts)
 
 
-def _finish_bucket(plan: Plan, studies: RunStudies, bench: Benchmarker,
-                   outcome: BucketOutcome) -> None:
-    """A bucket whose budget is spent: its grid table (sampler=grid), then its entry."""
+def _finish_bucket(plan: Plan, bench: Benchmarker, outcome: BucketOutcome) -> None:
+    """A bucket whose budget is spent: logged, and its grid table written (sampler=grid)."""
     _log_outcome(outcome)
     if plan.cfg.sampler.name == "grid":
         environment = bench.environment if isinstance(bench, Reporting) else {}
         write_grid_table(plan, outcome, environment, Path(plan.cfg.table_dir))
-    # Settle the bucket's entry now (re-timed finalists, stored in its study): a Ctrl-C or kill
-    # later keeps it, and workers settle the buckets they finish.
+
+
+def _settle(plan: Plan, studies: RunStudies, bench: Benchmarker, M: int) -> None:
+    """The bucket's entry, re-timed and checked, stored in its study as soon as its search is
+    over: a Ctrl-C or kill later keeps it, and workers settle the buckets they finish."""
     check_stop()
-    consolidate_plan(plan, studies, bench, buckets=[outcome.M])
+    consolidate_plan(plan, studies, bench, buckets=[M])
 
 
 def consolidate_plan(plan: Plan, studies: RunStudies, bench: Optional[Benchmarker],
