@@ -120,7 +120,9 @@ class Plan:
             + (f"  ... M={self.buckets[-1]} ({len(self.buckets)} studies)" if len(self.buckets) > 1
                else ""),
             f"finalists  {c.finalists} per bucket, re-timed in {c.retime_rounds} interleaved rounds "
-            f"with vLLM's default" + (f" and {self.comparison.path.name}" if self.comparison else ""),
+            f"with vLLM's default" + (f" and {self.comparison.path.name}" if self.comparison else "")
+            + (", while the next bucket searches" if c.retime_alongside
+               and self.benchmark_kind != "replay" else ""),
             f"vllm       {self.vllm_variant()}",
             f"output     {self.output_path}",
             f"report     {self.report_dir}/",
