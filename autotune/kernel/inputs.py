@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .quant import quantize_weight_fp8, quantize_weight_int8
+from .quant import FP8_DTYPE, quantize_weight_fp8, quantize_weight_int8
 
 WEIGHT_DTYPES = ("bf16", "fp16", "fp8_w8a8", "int8_w8a16")
 ROUTINGS = ("uniform", "skewed")
@@ -121,10 +121,12 @@ class MoEInputs:
         return dataclasses.replace(self, weights=weights)
 
 
-def _generator(device: torch.device | str, seed: int) -> torch.Generator | None:
-    if torch.device(device).type == "meta":
-        return None  # meta tensors have shapes and dtypes but no values (compile-only inputs)
+def _generator(device: torch.device | str, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
+
+
+def _is_meta(device: torch.device | str) -> bool:
+    return torch.device(device).type == "meta"
 
 
 def default_act_dtype(dtype: str) -> torch.dtype:
@@ -150,6 +152,8 @@ def make_weights(
         raise ValueError(f"unknown weight dtype {dtype!r}; expected one of {WEIGHT_DTYPES}")
     if block_shape is not None and dtype != "fp8_w8a8":
         raise ValueError(f"block_shape is only supported with fp8_w8a8, got dtype {dtype!r}")
+    if _is_meta(device):
+        return _meta_weights(num_experts, n, k, dtype, block_shape)
     gen = _generator(device, seed)
 
     def build(rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -181,6 +185,34 @@ def make_weights(
     )
 
 
+def _meta_weights(num_experts: int, n: int, k: int, dtype: str,
+                  block_shape: tuple[int, int] | None) -> ExpertWeights:
+    """make_weights' shapes and dtypes on the meta device (compile-only inputs), made without an
+    op there: the first one imports torch._dynamo, 1-4 s in each of the compile pool's processes.
+    Scales as quant.py makes them: fp8 [E] or [E, cdiv(rows, bn), cdiv(cols, bk)], int8 [E, rows].
+    """
+    quantized = {"fp8_w8a8": FP8_DTYPE, "int8_w8a16": torch.int8}
+
+    def build(rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        w = torch.empty(num_experts, rows, cols, device="meta",
+                        dtype=_TORCH_DTYPES.get(dtype) or quantized[dtype])
+        if dtype in _TORCH_DTYPES:
+            return w, None
+        if dtype == "int8_w8a16":
+            scale = (num_experts, rows)
+        elif block_shape is None:
+            scale = (num_experts,)
+        else:
+            bn, bk = block_shape
+            scale = (num_experts, -(-rows // bn), -(-cols // bk))
+        return w, torch.empty(scale, dtype=torch.float32, device="meta")
+
+    w1, w1_scale = build(2 * n, k)
+    w2, w2_scale = build(k, n)
+    return ExpertWeights(w1=w1, w2=w2, dtype=dtype, w1_scale=w1_scale, w2_scale=w2_scale,
+                         block_shape=tuple(block_shape) if block_shape is not None else None)
+
+
 def make_routing(
     num_tokens: int,
     num_experts: int,
@@ -196,6 +228,9 @@ def make_routing(
         raise ValueError(f"unknown routing {routing!r}; expected one of {ROUTINGS}")
     if not 1 <= topk <= num_experts:
         raise ValueError(f"topk must be in [1, {num_experts}], got {topk}")
+    if _is_meta(device):  # no op on the meta device (see _meta_weights)
+        return (torch.empty(num_tokens, topk, dtype=torch.int32, device=device),
+                torch.empty(num_tokens, topk, dtype=torch.float32, device=device))
     gen = _generator(device, seed)
     logits = torch.randn(num_tokens, num_experts, generator=gen, device=device)
     if routing == "skewed":

@@ -6,6 +6,9 @@ integers, constexprs, grid). On a GPU the real call after ``compile`` must find 
 Triton's cache: nothing compiles again.
 """
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -84,6 +87,17 @@ def test_compile_inputs_launch_exactly_what_the_real_call_launches(shape, M, cfg
     assert gemm_swaps == [("bool", bool(cfg.get("SWAP_AB", False)))] * 2
     naive = M * topk * 4 <= E
     assert ("_align_scatter_kernel" in names) == (not naive)
+
+
+def test_compile_inputs_are_made_without_an_op_on_the_meta_device():
+    # The first op there imports torch._dynamo: 1-4 s in each compile process before its first
+    # compile (an H100 host, 14 processes: benchmarks/speed/h100/session11/pool_profile.log).
+    code = ("import sys\n"
+            "from autotune.kernel import MoECompiler\n"
+            f"for E, N, K, topk, dtype, block in {list(SHAPES.values())}:\n"
+            "    MoECompiler(E, N, K, topk, dtype, block).inputs(40)\n"
+            "assert 'torch._dynamo' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 @pytest.mark.skipif(not interpreting(), reason="under the interpreter only")
