@@ -1,7 +1,8 @@
 """The GPU benchmarker: CUDA-graph timing in a restartable worker, compiles done ahead in a pool.
 
-The tuner process holds no CUDA context. `measure` waits for the config's compile (that wait is
-the GPU's idle time, reported in `stats`), then asks the measuring worker to time it. A config
+The tuner process holds no CUDA context. `measure` waits for the config's compile (reported in
+`stats`: the GPU idles then, unless the re-timing alongside measures), then asks the measuring
+worker to time it. A config
 that fails to compile, runs out of resources, faults or hangs comes back as an infeasible
 `Measurement` with its reason; a faulted worker has already been replaced.
 
