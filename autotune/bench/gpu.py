@@ -2,9 +2,8 @@
 
 The tuner process holds no CUDA context. `measure` waits for the config's compile (reported in
 `stats`: the GPU idles then, unless the re-timing alongside measures), then asks the measuring
-worker to time it. A config
-that fails to compile, runs out of resources, faults or hangs comes back as an infeasible
-`Measurement` with its reason; a faulted worker has already been replaced.
+worker to time it. A config that fails to compile, runs out of resources, faults or hangs comes
+back as an infeasible `Measurement` with its reason; a faulted worker has already been replaced.
 
 Two threads may measure at once: the bucket loop's search, and the re-timing of the bucket
 before alongside it (run/settler.py). The worker answers one request at a time, in turn; its time
