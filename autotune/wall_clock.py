@@ -77,6 +77,17 @@ def alongside() -> Iterator[None]:
             _seconds[ALONGSIDE] = _seconds.get(ALONGSIDE, 0.0) + time.monotonic() - start
 
 
+@contextmanager
+def waiting_for_background(name: str) -> Iterator[None]:
+    """The run's own thread waits, in phase `name`, for the background's work to end: that work
+    overlaps no phase any more, so its time counts in `name`, not as ALONGSIDE."""
+    start = time.monotonic()
+    with phase(name):
+        yield
+    with _lock:  # the background's last work was counted before the wait could end
+        _seconds[ALONGSIDE] = max(0.0, _seconds.get(ALONGSIDE, 0.0) - (time.monotonic() - start))
+
+
 def seconds() -> dict[str, float]:
     """The phases timed so far, in run order, ALONGSIDE if any, and the process's age as
     `total`."""

@@ -60,7 +60,7 @@ class Settler:
 
     def finish(self) -> None:
         """Wait for every bucket submitted (that wait is re-timing the loop no longer hides)."""
-        with wall_clock.phase("re-timing"):
+        with wall_clock.waiting_for_background("re-timing"):
             for future in self._pending:
                 future.result()
         self._pending.clear()
