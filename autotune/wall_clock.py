@@ -85,7 +85,8 @@ def waiting_for_background(name: str) -> Iterator[None]:
     with phase(name):
         yield
     with _lock:  # the background's last work was counted before the wait could end
-        _seconds[ALONGSIDE] = max(0.0, _seconds.get(ALONGSIDE, 0.0) - (time.monotonic() - start))
+        if ALONGSIDE in _seconds:
+            _seconds[ALONGSIDE] = max(0.0, _seconds[ALONGSIDE] - (time.monotonic() - start))
 
 
 def seconds() -> dict[str, float]:

@@ -27,12 +27,14 @@ def test_buckets_are_settled_in_order_in_another_thread_and_finish_waits_for_the
 
 def test_without_alongside_each_bucket_is_settled_at_once_in_the_loop():
     settled = []
+    wall_clock.reset()
     settler = Settler(lambda M: settled.append(
         (M, threading.current_thread() is threading.main_thread())), alongside=False)
     settler.submit(1)
     assert settled == [(1, True)]
     settler.finish()
     settler.close()
+    assert wall_clock.seconds().keys() <= {"total"}  # no phase, nothing alongside
 
 
 def test_a_failure_in_the_background_is_raised_in_the_loop():

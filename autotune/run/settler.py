@@ -60,6 +60,8 @@ class Settler:
 
     def finish(self) -> None:
         """Wait for every bucket submitted (that wait is re-timing the loop no longer hides)."""
+        if self._thread is None:  # each was settled when submitted
+            return
         with wall_clock.waiting_for_background("re-timing"):
             for future in self._pending:
                 future.result()
