@@ -203,6 +203,54 @@ def test_a_journal_cut_mid_line_by_a_kill_is_repaired_and_resumed(tmp_path):
     assert_complete_and_unrepeated(url, 8, 5)
 
 
+# What a run killed inside a transaction leaves, before WAL is on (Optuna creating its tables):
+# pages already written to the database (a cache too small to hold them) and the originals in a
+# hot journal that only a writer may roll back. A read-only check then fails with "attempt to
+# write a readonly database".
+_KILLED_WRITER = """
+import os, signal, sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("PRAGMA cache_size=2")
+con.execute("BEGIN")
+con.execute("CREATE TABLE IF NOT EXISTS " + sys.argv[2] + " (key TEXT, value_json TEXT)")
+for i in range(200):
+    con.execute("INSERT INTO " + sys.argv[2] + " VALUES (?, ?)", (str(i), "x" * 4000))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def leave_hot_journal(db: Path, table: str) -> Path:
+    subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(db), table])
+    journal = db.with_name(db.name + "-journal")
+    assert journal.stat().st_size > 0
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        sqlite3.connect(f"file:{db}?mode=ro", uri=True).execute("SELECT * FROM sqlite_master")
+    return journal
+
+
+def test_a_run_killed_while_creating_the_database_is_rolled_back_and_resumed(tmp_path):
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    journal = leave_hot_journal(tmp_path / "studies.db", "studies")
+    result = run_cli(*storage_args(tmp_path, url, "trials=5"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not journal.exists()  # rolled back by the run's first write
+    storage_is_sound(url)
+    assert_complete_and_unrepeated(url, 5, 5)
+
+
+def test_a_foreign_database_left_mid_transaction_is_refused_and_left_untouched(tmp_path):
+    db = tmp_path / "studies.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE invoices (key TEXT, value_json TEXT)")
+    con.commit()
+    con.close()
+    journal = leave_hot_journal(db, "invoices")
+    before = digest(db), digest(journal)
+    refused(run_cli(*storage_args(tmp_path, f"sqlite:///{db}"), cwd=tmp_path),
+            "something else", "invoices")
+    assert (digest(db), digest(journal)) == before
+
+
 def fill(disk: Path, leave: int = 0) -> None:
     """Fill the disk up to `leave` free bytes."""
     st = os.statvfs(disk)

@@ -26,7 +26,9 @@ import json
 import logging
 import os
 import random
+import shutil
 import sqlite3
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -140,12 +142,12 @@ def check_sqlite_file(path: Path) -> None:
     if path.stat().st_size == 0:
         return
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            rows = con.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            tables = {r[0] for r in rows}
-        finally:
-            con.close()
+            tables = _table_names(path, "mode=ro")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_READONLY_ROLLBACK:
+                raise
+            tables = _tables_after_rollback(path)
     except sqlite3.DatabaseError as exc:
         raise UserError(f"storage {path} is not a readable SQLite database ({exc}); it was left "
                         f"untouched: move it away or pass another storage=") from None
@@ -154,6 +156,30 @@ def check_sqlite_file(path: Path) -> None:
     if foreign:
         raise UserError(f"storage {path} is an SQLite database of something else (tables "
                         f"{', '.join(foreign[:3])}); it was left untouched: pass another storage=")
+
+
+def _table_names(path: Path, mode: str) -> set[str]:
+    con = sqlite3.connect(f"file:{path}?{mode}", uri=True)
+    try:
+        return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        con.close()
+
+
+def _tables_after_rollback(path: Path) -> set[str]:
+    """The tables of a database a run killed mid-transaction left with a hot journal (possible
+    while Optuna creates its tables, before WAL is on): only a writer may roll the journal back,
+    as Optuna will on opening. Read a rolled-back copy, so that the file itself stays untouched."""
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / path.name
+        try:
+            shutil.copyfile(path, copy)
+            shutil.copyfile(f"{path}-journal", f"{copy}-journal")
+        except OSError as exc:
+            raise UserError(f"storage {path} was left mid-write by a killed run and cannot be "
+                            f"checked ({exc.strerror} copying it to {folder}); it was left "
+                            f"untouched: free space there (TMPDIR=) and rerun") from None
+        return _table_names(copy, "mode=rw")
 
 
 def check_journal_file(path: Path) -> None:
