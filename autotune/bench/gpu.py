@@ -18,7 +18,7 @@ import time
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from autotune.bench.compile import CompilePool
-from autotune.bench.protocol import BenchStats, Measurement, measure_interleaved
+from autotune.bench.protocol import BenchStats, Measurement, OutOfContest, measure_interleaved
 from autotune.bench.timing import TimerSpec, make_gpu_timer
 from autotune.bench.worker import MeasuringWorker, WorkerDied
 
@@ -75,12 +75,13 @@ class WorkerBenchmarker:
                 self._stats.measure_seconds += time.perf_counter() - start
             return self._measurement(result)
 
-    def measure_rounds(self, configs: Sequence[Mapping[str, int]], M: int,
-                       rounds: int) -> list[list[Measurement]]:
+    def measure_rounds(self, configs: Sequence[Mapping[str, int]], M: int, rounds: int,
+                       out_of_contest: Optional[OutOfContest] = None) -> list[list[Measurement]]:
         """Interleaved rounds in one request: the worker captures each config's graph once
-        (with `rounds_in_worker`; otherwise one `measure` per round)."""
+        and times every round (with `rounds_in_worker`; otherwise one `measure` per round, and
+        configs out of the contest stop)."""
         if not self.rounds_in_worker:
-            return measure_interleaved(self, configs, M, rounds)
+            return measure_interleaved(self, configs, M, rounds, out_of_contest)
         configs = [dict(c) for c in configs]
         for config in configs:
             self._wait_for_compile(config, M)
@@ -97,7 +98,7 @@ class WorkerBenchmarker:
                         + ([self._failed(a["error"])] if a["error"] else []) for a in answers]
         # A config faulted (the worker has been replaced) or the request failed: one measurement
         # at a time tells which config it was, as in the search.
-        return measure_interleaved(self, configs, M, rounds)
+        return measure_interleaved(self, configs, M, rounds, out_of_contest)
 
     def verify(self, config: Mapping[str, int], M: int) -> Optional[bool]:
         """Does the config's output match the reference on this device (fresh random inputs)?"""

@@ -8,8 +8,7 @@ config that fails to compile, runs out of resources or faults is a `Measurement`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import (Any, Iterable, Iterator, Mapping, Optional, Protocol, Sequence,
-                    runtime_checkable)
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -76,29 +75,41 @@ class Screening(Protocol):
         ...
 
 
+# Before each round from the third: which configs (by index) need no more rounds, given the
+# measurements so far (consolidate/retime.py: finalists that can no longer win).
+OutOfContest = Callable[[list[list[Measurement]]], set[int]]
+
+
 @runtime_checkable
 class Rounds(Protocol):
     """Optional: a benchmarker that times configs in interleaved rounds itself, cheaper than one
     `measure` per round (the GPU: each config's graph captured once, then replayed each round).
 
     Same result as `measure_interleaved`: per config, one Measurement per round, or the rounds up
-    to and ending with the failed one.
+    to and ending with the failed one. One that times every round in a single request may ignore
+    `out_of_contest` (all configs then get every round).
     """
 
-    def measure_rounds(self, configs: Sequence[Mapping[str, int]], M: int,
-                       rounds: int) -> list[list[Measurement]]:
+    def measure_rounds(self, configs: Sequence[Mapping[str, int]], M: int, rounds: int,
+                       out_of_contest: Optional[OutOfContest] = None) -> list[list[Measurement]]:
         ...
 
 
 def measure_interleaved(bench: Benchmarker, configs: Sequence[Mapping[str, int]], M: int,
-                        rounds: int) -> list[list[Measurement]]:
+                        rounds: int, out_of_contest: Optional[OutOfContest] = None
+                        ) -> list[list[Measurement]]:
     """Each config measured once per round, every round starting one config later (A B C, B C A,
     ...) so that drift in clocks or temperature falls on all alike; a config that fails is not
-    measured again."""
+    measured again, nor one `out_of_contest` names before a round (from the third)."""
     timings: list[list[Measurement]] = [[] for _ in configs]
-    for i in interleaved_order(len(configs), rounds):
-        if all(m.ok for m in timings[i]):
-            timings[i].append(bench.measure(configs[i], M))
+    done: set[int] = set()
+    for r in range(rounds):
+        if out_of_contest is not None and r >= 2:
+            done |= out_of_contest(timings)
+        for j in range(len(configs)):
+            i = (r + j) % len(configs)
+            if i not in done and all(m.ok for m in timings[i]):
+                timings[i].append(bench.measure(configs[i], M))
     return timings
 
 

@@ -189,7 +189,8 @@ def _retime_finalists(bench: Benchmarker, records: list[Record], chosen: list[Re
     Returns the finalists, the variants re-timed with them, the timings by config key, and the
     drift (median re-timed over first pass of the first finalists; 1.0 when none compared).
     """
-    timed = _retimed(bench, [r.config for r in chosen] + baselines, M, rounds)
+    tuned = [r.config for r in chosen]
+    timed = _retimed(bench, tuned + baselines, M, rounds, contenders=tuned)
     us = lambda config: timed[SearchSpace.key(config)]["us"]  # noqa: E731
     ratios = [us(r.config) / r.us for r in chosen if us(r.config) and r.us]
     drift = statistics.median(ratios) if ratios else 1.0
@@ -203,7 +204,8 @@ def _retime_finalists(bench: Benchmarker, records: list[Record], chosen: list[Re
     if added:
         log.info("M=%d: finalists re-timed %.1f%% slower than their first passes; re-timing %d "
                  "more within that band", M, 100 * (drift - 1), len(added))
-        timed.update(_retime_against(bench, added, _fastest(chosen, timed), timed, M, rounds))
+        timed.update(_retime_against(bench, added, _fastest(chosen, timed), timed, M, rounds,
+                                     contend=True))
         chosen = wider  # the first finalists are among them: the band only grew
     fastest = _fastest(chosen, timed)
     measured = {SearchSpace.key(r.config) for r in records}
@@ -215,10 +217,16 @@ def _retime_finalists(bench: Benchmarker, records: list[Record], chosen: list[Re
     return chosen, variants, timed, drift
 
 
-def _retimed(bench: Benchmarker, configs: list[Config], M: int, rounds: int) -> dict[tuple, dict]:
-    """Each config once, re-timed in interleaved rounds: its timing by config key."""
-    contenders = unique_configs(configs)
-    return dict(zip(map(SearchSpace.key, contenders), retime(bench, contenders, M, rounds)))
+def _retimed(bench: Benchmarker, configs: list[Config], M: int, rounds: int,
+             contenders: list[Config] = ()) -> dict[tuple, dict]:
+    """Each config once, re-timed in interleaved rounds: its timing by config key. The
+    `contenders` that are nothing else too (a baseline gets every round) stop once beaten."""
+    unique = unique_configs(configs)
+    keys = [SearchSpace.key(c) for c in unique]
+    others = {SearchSpace.key(c) for c in configs if c not in contenders}
+    racing = {SearchSpace.key(c) for c in contenders} - others
+    return dict(zip(keys, retime(bench, unique, M, rounds,
+                                 contenders=[i for i, k in enumerate(keys) if k in racing])))
 
 
 def _fastest(chosen: list[Record], timed: dict[tuple, dict]) -> Optional[Config]:
@@ -228,14 +236,17 @@ def _fastest(chosen: list[Record], timed: dict[tuple, dict]) -> Optional[Config]
 
 
 def _retime_against(bench: Benchmarker, configs: list[Config], anchor: Optional[Config],
-                    timed: dict[tuple, dict], M: int, rounds: int) -> dict[tuple, dict]:
+                    timed: dict[tuple, dict], M: int, rounds: int,
+                    contend: bool = False) -> dict[tuple, dict]:
     """Re-time configs interleaved with an anchor re-timed before, and put their times on that
-    earlier pass's scale (times the anchor's earlier median over its median now).
+    earlier pass's scale (times the anchor's earlier median over its median now). With
+    `contend` (tuned finalists), a config stops once beaten; the anchor gets every round.
 
     Interleaving measures the ratio to the anchor well; the scale itself drifts from one pass to
     the next (the GPU's clocks and temperature), and the new configs are compared with the
     earlier pass's."""
-    fresh = _retimed(bench, configs + ([anchor] if anchor else []), M, rounds)
+    fresh = _retimed(bench, configs + ([anchor] if anchor else []), M, rounds,
+                     contenders=configs if contend else [])
     before = timed[SearchSpace.key(anchor)]["us"] if anchor else None
     now = fresh[SearchSpace.key(anchor)]["us"] if anchor else None
     scale = before / now if before and now else 1.0
