@@ -325,10 +325,10 @@ def interleaved_rounds(prepare: Callable[[dict], Any], time_once: Callable[[Any]
     prepared: list[Any] = []
     answers = [{"rounds": [], "error": None} for _ in configs]
     for config, answer in zip(configs, answers):
-        prepared.append(_attempt(lambda: prepare(config), answer))
+        prepared.append(_attempt(lambda c=config: prepare(c), answer))
     for i in interleaved_order(len(configs), rounds):
         if answers[i]["error"] is None:
-            timing = _attempt(lambda: time_once(prepared[i]), answers[i])
+            timing = _attempt(lambda p=prepared[i]: time_once(p), answers[i])
             if timing is not None:
                 answers[i]["rounds"].append(timing)
     return answers

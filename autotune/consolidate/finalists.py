@@ -20,7 +20,7 @@ import logging
 import statistics
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 import optuna
 
@@ -218,9 +218,10 @@ def _retime_finalists(bench: Benchmarker, records: list[Record], chosen: list[Re
 
 
 def _retimed(bench: Benchmarker, configs: list[Config], M: int, rounds: int,
-             contenders: list[Config] = ()) -> dict[tuple, dict]:
+             contenders: Sequence[Config] = ()) -> dict[tuple, dict]:
     """Each config once, re-timed in interleaved rounds: its timing by config key. The
-    `contenders` that are nothing else too (a baseline gets every round) stop once beaten."""
+    `contenders` stop once beaten, but one that is also a baseline or the anchor gets every
+    round."""
     unique = unique_configs(configs)
     keys = [SearchSpace.key(c) for c in unique]
     others = {SearchSpace.key(c) for c in configs if c not in contenders}
