@@ -233,7 +233,7 @@ def expected_entries(url):
                       and not check_entry(str(M), t.user_attrs["config"], (128, 128))]
         candidates.append(json.dumps(default, sort_keys=True))
         timed = [json.loads(c) for c in candidates if times.get(c) is not None]
-        entries[M] = replay_pick(timed, lambda c: times[json.dumps(c, sort_keys=True)])
+        entries[M] = replay_pick(timed, lambda c, times=times: times[json.dumps(c, sort_keys=True)])
     return entries
 
 

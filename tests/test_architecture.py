@@ -14,8 +14,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "autotune"
 # bench.protocol (the Measurement and the Benchmarker Protocol) is the seam itself and imports
 # nothing: the recorded tables (files) hold Measurements, the benchmarkers (bench) read tables.
-LAYERS = ["errors", "wall_clock", "lifetime", "config", "problem", "kernel", "bench.protocol", "files", "bench",
-          "study", "search", "consolidate", "plan", "report", "run", "evaluate", "check",
+LAYERS = ["errors", "wall_clock", "lifetime", "config", "problem", "kernel", "bench.protocol",
+          "files", "bench", "study", "search", "consolidate", "plan", "report", "run", "evaluate", "check",
           "__main__"]
 MAX_FUNCTION_LINES = 60
 

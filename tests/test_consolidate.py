@@ -19,8 +19,8 @@ from autotune.files.vllm import read_entries
 from autotune.plan import build_plan
 from autotune.problem import vllm_rules
 from autotune.problem.space import SearchSpace
-from autotune.search.prior import nearest_config
 from autotune.run.tune import tune
+from autotune.search.prior import nearest_config
 from autotune.study.records import Record, StudyAttr, read_records
 from tests.conftest import GRIDS, VLLM_CONFIGS, compose, replay_args, replay_pick
 
@@ -168,7 +168,7 @@ def test_entries_are_the_fastest_retimed_finalist_or_vllms_default(tmp_path):
         # The entry is the fastest of finalists and default, per the recorded table (of GROUP_SIZE_M
         # variants as fast, the smallest: replay has no spread).
         assert result.entries[M] == replay_pick([*finalists, default],
-                                                lambda c: times[SearchSpace.key(c)])
+                                                lambda c, times=times: times[SearchSpace.key(c)])
         assert cons["entry"]["us"] == times[SearchSpace.key(result.entries[M])]
         assert cons["entry"]["source"] == ("vllm_default" if result.entries[M] == default
                                            else "tuned")
