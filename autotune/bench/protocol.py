@@ -103,13 +103,12 @@ def measure_interleaved(bench: Benchmarker, configs: Sequence[Mapping[str, int]]
     measured again, nor one `out_of_contest` names before a round (from the third)."""
     timings: list[list[Measurement]] = [[] for _ in configs]
     done: set[int] = set()
-    for r in range(rounds):
-        if out_of_contest is not None and r >= 2:
+    n = len(configs)
+    for k, i in enumerate(interleaved_order(n, rounds)):
+        if out_of_contest is not None and k >= 2 * n and k % n == 0:  # a round from the third
             done |= out_of_contest(timings)
-        for j in range(len(configs)):
-            i = (r + j) % len(configs)
-            if i not in done and all(m.ok for m in timings[i]):
-                timings[i].append(bench.measure(configs[i], M))
+        if i not in done and all(m.ok for m in timings[i]):
+            timings[i].append(bench.measure(configs[i], M))
     return timings
 
 
