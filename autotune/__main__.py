@@ -85,7 +85,8 @@ def run(cfg: Config) -> None:
     if stats:
         print(f"benchmark: {stats['measurements']} measurements in {stats['measure_seconds']:.1f} s, "
               f"{stats['compile_wait_seconds']:.1f} s waiting for compiles "
-              f"(GPU idle {100 * stats['idle_share']:.0f}%), {stats['compiled']} compiles, "
+              f"(GPU idle {stats['idle_seconds']:.1f} s, {100 * stats['idle_share']:.0f}%), "
+              f"{stats['compiled']} compiles, "
               f"{stats['worker_restarts']} worker restarts")
     if result.wall_time:
         print(wall_time_line(result.wall_time))

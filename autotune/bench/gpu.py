@@ -1,8 +1,8 @@
 """The GPU benchmarker: CUDA-graph timing in a restartable worker, compiles done ahead in a pool.
 
 The tuner process holds no CUDA context. `measure` waits for the config's compile (reported in
-`stats`: the GPU idles then, unless the re-timing alongside measures), then asks the measuring
-worker to time it. A config that fails to compile, runs out of resources, faults or hangs comes
+`stats`; the GPU idles then unless the re-timing alongside measures: `IdleClock`), then asks the
+measuring worker to time it. A config that fails to compile, runs out of resources, faults or hangs comes
 back as an infeasible `Measurement` with its reason; a faulted worker has already been replaced.
 
 Two threads may measure at once: the bucket loop's search, and the re-timing of the bucket
@@ -15,12 +15,52 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from autotune.bench.compile import CompilePool
 from autotune.bench.protocol import BenchStats, Measurement, OutOfContest, measure_interleaved
 from autotune.bench.timing import TimerSpec, make_gpu_timer
 from autotune.bench.worker import MeasuringWorker, WorkerDied
+
+
+class IdleClock:
+    """The GPU's idle time: while a measurement waits for its compile and the measuring worker
+    has no request. With the re-timing alongside, one thread's compile wait is often the other's
+    measurement; the sum of the waits would count that as idle."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter):
+        self.seconds = 0.0
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._waiting = 0  # threads waiting for a compile
+        self._measuring = 0
+        self._since: Optional[float] = None  # when the current idle stretch began
+
+    @contextmanager
+    def waiting(self):
+        self._step(waiting=1)
+        try:
+            yield
+        finally:
+            self._step(waiting=-1)
+
+    @contextmanager
+    def measuring(self):
+        self._step(measuring=1)
+        try:
+            yield
+        finally:
+            self._step(measuring=-1)
+
+    def _step(self, waiting: int = 0, measuring: int = 0) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._since is not None:
+                self.seconds += now - self._since
+            self._waiting += waiting
+            self._measuring += measuring
+            self._since = now if self._waiting and not self._measuring else None
 
 
 class WorkerBenchmarker:
@@ -37,6 +77,7 @@ class WorkerBenchmarker:
         self._stats = BenchStats()
         self.environment: dict[str, Any] = {}
         self._turn = threading.Lock()  # one request to the worker at a time; the stats with it
+        self._idle = IdleClock()
 
     def start(self) -> None:
         """Start the measuring worker and the compile pool now, so that their start-up overlaps
@@ -63,7 +104,7 @@ class WorkerBenchmarker:
     def measure(self, config: Mapping[str, int], M: int) -> Measurement:
         config = dict(config)
         self._wait_for_compile(config, M)
-        with self._turn:
+        with self._turn, self._idle.measuring():
             start = time.perf_counter()
             try:
                 result = self.worker.call("measure", config, M)
@@ -85,7 +126,7 @@ class WorkerBenchmarker:
         configs = [dict(c) for c in configs]
         for config in configs:
             self._wait_for_compile(config, M)
-        with self._turn:
+        with self._turn, self._idle.measuring():
             start = time.perf_counter()
             try:
                 answers = self.worker.call("measure_rounds", configs, M, rounds,
@@ -103,7 +144,7 @@ class WorkerBenchmarker:
     def verify(self, config: Mapping[str, int], M: int) -> Optional[bool]:
         """Does the config's output match the reference on this device (fresh random inputs)?"""
         try:
-            with self._turn:
+            with self._turn, self._idle.measuring():
                 return bool(self.worker.call("verify", dict(config), M)["ok"])
         except (WorkerDied, RuntimeError):
             return False
@@ -112,6 +153,7 @@ class WorkerBenchmarker:
         s = self._stats
         if self.compiler is not None:
             s.compile_seconds, s.compiled = self.compiler.compile_seconds, self.compiler.compiled
+        s.idle_seconds = self._idle.seconds
         s.worker_restarts = self.worker.stats.restarts
         s.worker_start_wait_seconds = self.worker.stats.start_wait_seconds
         s.faults = tuple(self.worker.stats.faults)
@@ -126,7 +168,8 @@ class WorkerBenchmarker:
         if self.compiler is not None:
             # The pool only gets binaries into Triton's cache early; whether a config runs is
             # decided by the measuring worker, which compiles itself what the pool could not.
-            waited, error = self.compiler.wait(config, M)
+            with self._idle.waiting():
+                waited, error = self.compiler.wait(config, M)
             with self._turn:
                 self._stats.compile_wait_seconds += waited
                 self._stats.compile_errors += bool(error)

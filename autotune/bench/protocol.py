@@ -126,7 +126,8 @@ class BenchStats:
     measurements: int = 0
     infeasible: int = 0
     measure_seconds: float = 0.0  # wall time the measuring worker spent on measurements
-    compile_wait_seconds: float = 0.0  # time measurements waited for the compiler (GPU idle)
+    compile_wait_seconds: float = 0.0  # time measurements waited for the compiler
+    idle_seconds: float = 0.0  # of which the measuring worker had nothing to do (the GPU idle)
     compile_seconds: float = 0.0  # compile time summed over the pool's workers
     compiled: int = 0
     compile_errors: int = 0  # configs the pool could not compile (the worker tried again)
@@ -136,8 +137,9 @@ class BenchStats:
 
     @property
     def idle_share(self) -> float:
-        busy = self.measure_seconds + self.compile_wait_seconds
-        return self.compile_wait_seconds / busy if busy else 0.0
+        """Of the time measuring or waiting for a compile, the share the GPU had no work."""
+        busy = self.measure_seconds + self.idle_seconds
+        return self.idle_seconds / busy if busy else 0.0
 
 
 @runtime_checkable
