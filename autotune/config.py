@@ -119,6 +119,12 @@ class BenchmarkConfig:
     # mis-ranked two configs 4% apart at M=1024 on an H200.
     warmup_replays: int = 10
     replays: int = 6
+    # Up to this batch size the calls are memory bound and a config's time does not drift: there
+    # `steady_warmup_replays` will do. H200 profile (benchmarks/speed/h200/session9/analysis_*):
+    # at M = 1, 8 and 64 every protocol down to 1 + 3 chose as 5 + 20, in bf16 and fp8; at
+    # M=256 (fp8) 2 + 6 did not. 0: `warmup_replays` at every M.
+    steady_max_M: int = 64
+    steady_warmup_replays: int = 2
     # What L2 holds when a call starts (autotune/bench/timing.py): hot (same weights every call,
     # as vLLM's tuner) | cold (rotate weight copies) | layers (a stack of layers, as serving runs)
     l2: str = "layers"

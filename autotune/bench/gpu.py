@@ -199,10 +199,11 @@ def timer_spec(plan) -> TimerSpec:
     l2 = plan.device.l2_cache_mb
     return TimerSpec(E=s.E, N=s.N, K=s.K, topk=s.topk, dtype=s.dtype, block_shape=s.block_shape,
                      calls_per_graph=b.calls_per_graph, warmup_replays=b.warmup_replays,
-                     replays=b.replays, l2=b.l2, routing=b.routing, routing_skew=b.routing_skew,
-                     seed=b.seed, l2_cache_bytes=int((l2 or 50) * 2**20), swap_ab=b.swap_ab,
-                     capability=plan.device.compute_capability,
-                     min_layers=b.min_layers)
+                     replays=b.replays, steady_max_M=b.steady_max_M,
+                     steady_warmup_replays=b.steady_warmup_replays, l2=b.l2, routing=b.routing,
+                     routing_skew=b.routing_skew, seed=b.seed,
+                     l2_cache_bytes=int((l2 or 50) * 2**20), swap_ab=b.swap_ab,
+                     capability=plan.device.compute_capability, min_layers=b.min_layers)
 
 
 def open_gpu_benchmarker(plan, timer: Callable[[TimerSpec], Any] = make_gpu_timer

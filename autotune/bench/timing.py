@@ -55,6 +55,8 @@ class TimerSpec:
     calls_per_graph: int = 10
     warmup_replays: int = 10
     replays: int = 6
+    steady_max_M: int = 0  # up to this M, steady_warmup_replays (config.py: BenchmarkConfig)
+    steady_warmup_replays: int = 2
     l2: str = "layers"  # hot | cold | layers (see the module docstring)
     routing: str = "uniform"
     routing_skew: float = 1.0
@@ -63,6 +65,14 @@ class TimerSpec:
     swap_ab: str = "auto"  # auto: as vLLM runs the config on this GPU | on | off
     capability: Optional[tuple[int, int]] = None  # the GPU's compute capability; None: no GPU
     min_layers: int = 4  # layers mode: at least this many layers (routings averaged over)
+
+
+def warmup_replays_at(M: int, timing: Any) -> int:
+    """Untimed replays before a config's timed ones at batch size M (`timing`: a TimerSpec or the
+    benchmark config): fewer where the calls are memory bound and do not drift."""
+    if M <= timing.steady_max_M:
+        return timing.steady_warmup_replays
+    return timing.warmup_replays
 
 
 def runtime_config(config: dict, spec: TimerSpec) -> dict:
@@ -203,19 +213,18 @@ class GpuTimer:
         return MoEPlan.create(inputs, runtime_config(config, self.spec))
 
     def measure(self, config: dict, M: int) -> dict:
-        graph, plan, copies, calls = self.capture(config, M)
-        return self._timed(graph, plan, copies, calls)
+        return self._timed(*self.capture(config, M), M)
 
     def measure_rounds(self, configs: list[dict], M: int, rounds: int) -> list[dict]:
         """`measure` of each config in interleaved rounds, its graph captured once. The graphs
         share one memory pool: their intermediates overlap, which no timing reads."""
         pool = self.torch.cuda.graph_pool_handle()
         return interleaved_rounds(lambda c: self.capture(c, M, pool),
-                                  lambda captured: self._timed(*captured), configs, rounds)
+                                  lambda captured: self._timed(*captured, M), configs, rounds)
 
-    def _timed(self, graph, plan, copies: list, calls: int) -> dict:
+    def _timed(self, graph, plan, copies: list, calls: int, M: int) -> dict:
         s = self.spec
-        samples = self.replay(graph, calls, s.warmup_replays, s.replays)
+        samples = self.replay(graph, calls, warmup_replays_at(M, s), s.replays)
         median, spread = _quantiles(samples)
         copies_key = "layers" if s.l2 == "layers" else "weight_copies"
         return {"us": median, "spread": spread, "samples": samples,

@@ -7,7 +7,7 @@ best after each measurement and judges it on the table's recorded time:
 - measurements until that config is within 1% (and 2%) of the table's best; a miss when the run
   ends (budget, patience) before;
 - regret (recorded time / table's best - 1) after 16, 32 and 64 measurements;
-- GPU time spent timing, under a cost model (FULL_CALLS / LOOK_CALLS kernel calls per
+- GPU time spent timing, under a cost model (full_calls / LOOK_CALLS kernel calls per
   measurement / first look), to show what pruning saves.
 Random search is the baseline: a random order of the constrained space, without replacement (what
 random sampling does once duplicates are answered from the study), measured to the end.
@@ -36,6 +36,7 @@ import optuna
 from omegaconf import OmegaConf
 
 from autotune.bench.replay import ReplayBenchmarker
+from autotune.bench.timing import warmup_replays_at
 from autotune.config import (
     BenchmarkConfig,
     PrunerConfig,
@@ -57,11 +58,14 @@ from autotune.study.records import Record, best_record
 from autotune.study.tuner import BucketTuner
 
 # GPU cost model, in kernel calls per config (a CUDA graph of calls_per_graph calls):
-# a measurement = eager warm-up + capture + the default warm-up and timed replays;
+# a measurement = eager warm-up + capture + the default warm-up and timed replays at M;
 # a first look = eager warm-up + capture + 1 warm-up replay + 3 timed replays.
 _TIMING = BenchmarkConfig()
-FULL_CALLS = _TIMING.calls_per_graph * (1 + 1 + _TIMING.warmup_replays + _TIMING.replays)
 LOOK_CALLS = _TIMING.calls_per_graph * (1 + 1 + 1 + 3)
+
+
+def full_calls(M: int) -> int:
+    return _TIMING.calls_per_graph * (1 + 1 + warmup_replays_at(M, _TIMING) + _TIMING.replays)
 
 
 @dataclass
@@ -168,7 +172,7 @@ def _run_table(group: Group, M: int, settings: Settings, seed: int,
         trace.append(math.inf if held is None else bench.recorded(held.config, M).us)
         recorded = bench.recorded(r.config, M)
         if recorded.ok:
-            calls = LOOK_CALLS * looked + FULL_CALLS * (not r.pruned)
+            calls = LOOK_CALLS * looked + full_calls(M) * (not r.pruned)
             gpu_ms += calls * recorded.us / 1000  # type: ignore[operator]
     run = Run(table=table.path.name, M=M, seed=seed, trace=trace,
               sources=[r.source for r in outcome.records], pruned=outcome.pruned,
