@@ -83,7 +83,9 @@ def run(cfg: Config) -> None:
               f"{bucket_line(o, result.entries.get(o.M), result.settled.get(o.M))}")
     stats = result.bench_stats
     if stats:
-        print(f"benchmark: {stats['measurements']} measurements in {stats['measure_seconds']:.1f} s, "
+        looks = f" and {stats['looks']} first looks" if stats["looks"] else ""
+        print(f"benchmark: {stats['measurements']} measurements{looks} in "
+              f"{stats['measure_seconds']:.1f} s, "
               f"{stats['compile_wait_seconds']:.1f} s waiting for compiles "
               f"(GPU idle {stats['idle_seconds']:.1f} s, {100 * stats['idle_share']:.0f}%), "
               f"{stats['compiled']} compiles, "

@@ -27,6 +27,41 @@ def test_measures_and_verifies_the_real_kernel_in_a_worker_process():
         bench.close()
 
 
+def test_a_first_look_is_one_call_and_counted_apart_from_measurements():
+    plan = build_plan(compose("shape=tiny", "device=cpu"))
+    bench = open_benchmarker(plan)
+    try:
+        with bench.visit(CONFIG, 4):
+            look = bench.screen(CONFIG, 4)
+            full = bench.measure(CONFIG, 4)
+        assert look.ok and len(look.samples) == 1 and full.ok and len(full.samples) == 3
+        stats = bench.stats()
+        assert (stats.looks, stats.measurements) == (1, 1)
+        bad = bench.screen({**CONFIG, "BLOCK_SIZE_K": 24}, 4)
+        assert not bad.ok and "BLOCK_SIZE_K" in bad.infeasible
+    finally:
+        bench.close()
+
+
+def test_a_screened_run_prunes_with_first_looks_and_writes_its_file(tmp_path):
+    db = tmp_path / "s.db"
+    result = run_cli("shape=tiny", "device=cpu", "trials=6", "patience=null", "buckets=[4]",
+                     "pruner=screen", "pruner.margin=0.01", f"storage=sqlite:///{db}",
+                     f"output_dir={tmp_path}", "progress=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "E=8,N=64,device_name=cpu.json").exists()
+    import optuna
+
+    study = optuna.load_study(study_name=optuna.get_all_study_names(f"sqlite:///{db}")[0],
+                              storage=f"sqlite:///{db}")
+    looked = [t for t in study.trials if "first_look_us" in t.user_attrs]
+    assert looked, "every new config gets a first look"
+    # a 1% margin on single-call looks of the interpreter prunes some: they keep their look
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert all(t.intermediate_values for t in pruned)
+    assert "first looks" in result.stdout
+
+
 def test_cpu_smoke_run_writes_a_file_valid_but_for_its_device(tmp_path):
     result = run_cli("shape=tiny", "device=cpu", "trials=2", "buckets=[1,4]",
                      f"storage=sqlite:///{tmp_path / 's.db'}", f"output_dir={tmp_path}",

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from autotune.bench.compile import CompilePool
 from autotune.bench.protocol import BenchStats, Measurement, OutOfContest, measure_interleaved
@@ -76,7 +76,9 @@ class WorkerBenchmarker:
         self.rounds_in_worker = rounds_in_worker
         self._stats = BenchStats()
         self.environment: dict[str, Any] = {}
-        self._turn = threading.Lock()  # one request to the worker at a time; the stats with it
+        # One request to the worker at a time, and the stats with it; a visit holds it over several
+        # requests.
+        self._turn = threading.RLock()
         self._idle = IdleClock()
 
     def start(self) -> None:
@@ -102,19 +104,34 @@ class WorkerBenchmarker:
             self.compiler.speculate(candidates, first=first)
 
     def measure(self, config: Mapping[str, int], M: int) -> Measurement:
-        config = dict(config)
+        return self._request("measure", dict(config), M)
+
+    def _request(self, op: str, config: dict, M: int, look: bool = False) -> Measurement:
         self._wait_for_compile(config, M)
         with self._turn, self._idle.measuring():
             start = time.perf_counter()
             try:
-                result = self.worker.call("measure", config, M)
+                result = self.worker.call(op, config, M)
             except WorkerDied as exc:
                 return self._failed(f"fault: {exc}")
             except RuntimeError as exc:
                 return self._failed(str(exc))
             finally:
                 self._stats.measure_seconds += time.perf_counter() - start
-            return self._measurement(result)
+            return self._measurement(result, look)
+
+    def screen(self, config: Mapping[str, int], M: int) -> Measurement:
+        """A first look (`Screening`): a few replays of the graph a `measure` right after times."""
+        return self._request("screen", dict(config), M, look=True)
+
+    @contextmanager
+    def visit(self, config: Mapping[str, int], M: int) -> Iterator[None]:
+        """The worker for this thread alone, once the config is compiled: its look, the pruner's
+        decision and its measurement are one visit, so the look's replays warm the measurement
+        up (the re-timing alongside waits a few milliseconds more)."""
+        self._wait_for_compile(dict(config), M)
+        with self._turn:
+            yield
 
     def measure_rounds(self, configs: Sequence[Mapping[str, int]], M: int, rounds: int,
                        out_of_contest: Optional[OutOfContest] = None) -> list[list[Measurement]]:
@@ -177,8 +194,11 @@ class WorkerBenchmarker:
             with self._turn:
                 self.environment = self.environment or self._call_environment()
 
-    def _measurement(self, result: dict) -> Measurement:
-        self._stats.measurements += 1
+    def _measurement(self, result: dict, look: bool = False) -> Measurement:
+        if look:
+            self._stats.looks += 1
+        else:
+            self._stats.measurements += 1
         return Measurement(us=result["us"], spread=result["spread"],
                            samples=tuple(result["samples"]),
                            method={**self._identity, **result["method"]})

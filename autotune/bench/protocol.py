@@ -7,6 +7,7 @@ config that fails to compile, runs out of resources or faults is a `Measurement`
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
@@ -69,9 +70,16 @@ class Screening(Protocol):
     when the look is not clearly slower than the best so far. A config that cannot run returns a
     failed Measurement here too (it is then not measured again). Benchmarkers without it are
     simply never screened.
+
+    `visit` brackets a config's look, the pruner's decision and its measurement: a benchmarker
+    shared by threads may serve this one alone meanwhile (the GPU's: the look warms the
+    measurement up); others yield at once.
     """
 
     def screen(self, config: Mapping[str, int], M: int) -> Measurement:
+        ...
+
+    def visit(self, config: Mapping[str, int], M: int) -> AbstractContextManager[None]:
         ...
 
 
@@ -124,6 +132,7 @@ class BenchStats:
     """What a benchmarker with a measuring worker did (the run's summary line)."""
 
     measurements: int = 0
+    looks: int = 0  # first looks (`Screening`)
     infeasible: int = 0
     measure_seconds: float = 0.0  # wall time the measuring worker spent on measurements
     compile_wait_seconds: float = 0.0  # time measurements waited for the compiler

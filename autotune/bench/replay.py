@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Iterable, Mapping, Optional
 
 from autotune.bench.protocol import Measurement
@@ -83,6 +84,9 @@ class ReplayBenchmarker:
     def screen(self, config: Mapping[str, int], M: int) -> Measurement:
         """A cheap first look (the `Screening` protocol): the recorded time, noisier."""
         return self._noisy(self.recorded(config, M), self.noise_cv * SCREEN_NOISE_FACTOR)
+
+    def visit(self, config: Mapping[str, int], M: int) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def _noisy(self, m: Measurement, cv: float) -> Measurement:
         if not cv or not m.ok:

@@ -36,7 +36,7 @@ import optuna
 from omegaconf import OmegaConf
 
 from autotune.bench.replay import ReplayBenchmarker
-from autotune.bench.timing import warmup_replays_at
+from autotune.bench.timing import LOOK_REPLAYS, warmup_replays_at
 from autotune.config import (
     BenchmarkConfig,
     PrunerConfig,
@@ -59,13 +59,17 @@ from autotune.study.tuner import BucketTuner
 
 # GPU cost model, in kernel calls per config (a CUDA graph of calls_per_graph calls):
 # a measurement = eager warm-up + capture + the default warm-up and timed replays at M;
-# a first look = eager warm-up + capture + 1 warm-up replay + 3 timed replays.
+# a first look = eager warm-up + capture + LOOK_REPLAYS; the measurement after it times the same
+# graph, the look's replays counted as warm-up (bench/timing.py: GpuTimer).
 _TIMING = BenchmarkConfig()
-LOOK_CALLS = _TIMING.calls_per_graph * (1 + 1 + 1 + 3)
+LOOK_CALLS = _TIMING.calls_per_graph * (1 + 1 + sum(LOOK_REPLAYS))
 
 
-def full_calls(M: int) -> int:
-    return _TIMING.calls_per_graph * (1 + 1 + warmup_replays_at(M, _TIMING) + _TIMING.replays)
+def full_calls(M: int, looked: bool) -> int:
+    warmup = warmup_replays_at(M, _TIMING)
+    if looked:
+        return _TIMING.calls_per_graph * (max(0, warmup - sum(LOOK_REPLAYS)) + _TIMING.replays)
+    return _TIMING.calls_per_graph * (1 + 1 + warmup + _TIMING.replays)
 
 
 @dataclass
@@ -172,7 +176,7 @@ def _run_table(group: Group, M: int, settings: Settings, seed: int,
         trace.append(math.inf if held is None else bench.recorded(held.config, M).us)
         recorded = bench.recorded(r.config, M)
         if recorded.ok:
-            calls = LOOK_CALLS * looked + full_calls(M) * (not r.pruned)
+            calls = LOOK_CALLS * looked + full_calls(M, looked) * (not r.pruned)
             gpu_ms += calls * recorded.us / 1000  # type: ignore[operator]
     run = Run(table=table.path.name, M=M, seed=seed, trace=trace,
               sources=[r.source for r in outcome.records], pruned=outcome.pruned,

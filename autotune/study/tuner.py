@@ -22,6 +22,7 @@ import logging
 import math
 import time
 from collections import deque
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Optional
 
@@ -341,9 +342,11 @@ class BucketTuner:
     def _measure_and_tell(self, trial: optuna.Trial, config: Config) -> Optional[Record]:
         """Measure and tell; None when another run failed the trial meanwhile (it is dropped)."""
         pruned = False
+        screening = self._screening()
         try:
-            with Heartbeat(trial):
-                m = self._first_look(trial, config)
+            with Heartbeat(trial), (self.bench.visit(config, self.M) if screening  # type: ignore
+                                    else nullcontext()):
+                m = self._first_look(trial, config) if screening else None
                 if m is not None and m.ok and trial.should_prune():
                     pruned = True
                 elif m is None or m.ok:  # a failed look is the result: the config does not run
@@ -368,13 +371,14 @@ class BucketTuner:
         self._seen[SearchSpace.key(config)] = record
         return record
 
-    def _first_look(self, trial: optuna.Trial, config: Config) -> Optional[Measurement]:
-        """The benchmarker's cheap first look, reported to the pruner; None without pruning."""
-        if isinstance(self.study.pruner, optuna.pruners.NopPruner):
-            return None
-        if not isinstance(self.bench, Screening):
-            return None
-        look = self.bench.screen(config, self.M)
+    def _screening(self) -> bool:
+        """A cheap first look before each measurement: with a pruner and a benchmarker that can."""
+        return (not isinstance(self.study.pruner, optuna.pruners.NopPruner)
+                and isinstance(self.bench, Screening))
+
+    def _first_look(self, trial: optuna.Trial, config: Config) -> Measurement:
+        """The benchmarker's cheap first look, reported to the pruner."""
+        look = self.bench.screen(config, self.M)  # type: ignore[attr-defined]
         if look.ok:
             trial.set_user_attr(TrialAttr.FIRST_LOOK_US, look.us)
             trial.report(look.us, 0)  # type: ignore[arg-type]

@@ -8,9 +8,10 @@
 #   PHASE=1 STEPS="pool base_bf16 base_fp8" bash benchmarks/campaign/gpu_speed_6.sh
 #   PHASE=2 STEPS="new_bf16 judge_bf16 new_fp8 judge_fp8" bash benchmarks/campaign/gpu_speed_6.sh
 #
-# judge_* compares the new file with the base file of this run, or else of an earlier call
-# committed under $KEPT (a call's machine does not outlive it), or else session 12's base; and
-# with session 12's h1 file.
+# scr_* (session 14) tunes as new_* with the first look on (pruner=screen), tagged scr.
+# judge_* compares the new file (and scr's, when this call tuned one) with the base file of this
+# run, or else of an earlier call committed under $KEPT (a call's machine does not outlive it), or
+# else session 12's base; and with session 12's h1 file.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source benchmarks/campaign/setup.sh
@@ -30,14 +31,16 @@ for step in $STEPS; do
             --workers 1 14 > $R/pool_profile.log 2>&1; log "pool rc=$?"; cat $R/pool_profile.log ;;
     new_*) TRITON_CACHE_DIR=$R/triton_${d}_$TAG TUNE_TAIL=3 \
              tune qwen3_${d}_$TAG 240 $SHAPE "${!shipped}" "${!dt}" ;;
+    scr_*) TRITON_CACHE_DIR=$R/triton_${d}_scr TUNE_TAIL=3 \
+             tune qwen3_${d}_scr 240 $SHAPE "${!shipped}" "${!dt}" pruner=screen ;;
     base_*) (cd .base && PYTHONPATH=/tmp/site:$PWD TRITON_CACHE_DIR=$R/triton_${d}_base \
              TUNE_TAIL=3 tune qwen3_${d}_base 240 $SHAPE "$OLDPWD/${!shipped}" "${!dt}") ;;
     judge_*) base=$(ls $R/qwen3_${d}_base/E=*.json $KEPT/qwen3_${d}_base/E=*.json \
                $S12/qwen3_${d}_base/E=*.json 2>/dev/null | head -1)
-             s12=$(ls $S12/qwen3_${d}_h1/E=*.json)
+             s12=$(ls $S12/qwen3_${d}_h1/E=*.json); scr=$(ls $R/qwen3_${d}_scr/E=*.json 2>/dev/null)
              TRITON_CACHE_DIR=$R/triton_${d}_$TAG compare qwen3_${d}_${TAG}_judge 150 --shape $SHAPE \
                --shipped "${!shipped}" --rounds 5 --tuned "$TAG=$(ls $R/qwen3_${d}_$TAG/E=*.json)" \
-               ${base:+base=$base} s12_h1=$s12 -- "${JUDGE[@]}" "${!dt}" ;;
+               ${scr:+scr=$scr} ${base:+base=$base} s12_h1=$s12 -- "${JUDGE[@]}" "${!dt}" ;;
   esac
   pack
 done
