@@ -128,3 +128,20 @@ def test_a_fault_in_rounds_is_found_one_config_at_a_time():
         assert "fault" in timings[1][0].infeasible
     finally:
         bench.close()
+
+
+def test_a_measurement_after_its_look_times_as_one_without():
+    bench = open_benchmarker(gpu_plan())
+    try:
+        bench.prepare([CONFIG, OTHER], 256)
+        for config in (CONFIG, OTHER):
+            plain = bench.measure(config, 256)
+            with bench.visit(config, 256):
+                look = bench.screen(config, 256)
+                after = bench.measure(config, 256)
+            assert look.ok and len(look.samples) == 3 and after.ok and len(after.samples) == 10
+            assert abs(after.us / plain.us - 1) < 0.03
+        stats = bench.stats()
+        assert (stats.looks, stats.measurements) == (2, 4)
+    finally:
+        bench.close()
