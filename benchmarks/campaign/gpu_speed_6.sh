@@ -27,6 +27,8 @@ log "steps: $STEPS"
 for step in $STEPS; do
   d=${step#*_}; dt="DTYPE_$d[@]"; shipped="SHIPPED_$d"
   case $step in
+    gputest) timeout 90 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu_bench.py \
+               -k look > $R/gpu_tests.log 2>&1; log "gputest rc=$?"; tail -3 $R/gpu_tests.log ;;
     pool) timeout 240 python3 benchmarks/speed/profile_compile_pool.py --out $R/pool_profile.json \
             --workers 1 14 > $R/pool_profile.log 2>&1; log "pool rc=$?"; cat $R/pool_profile.log ;;
     new_*) TRITON_CACHE_DIR=$R/triton_${d}_$TAG TUNE_TAIL=3 \
