@@ -112,7 +112,9 @@ class Plan:
             f"after constraints ({', '.join(self.space.constraints) or 'none'})",
             *self.shared_memory_lines(),
             f"sampler    {c.sampler.name}; {c.trials} measurements per bucket"
-            + (f", patience {c.patience}" if c.patience else ""),
+            + (f", patience {c.patience}" if c.patience else "")
+            + (f"; a first look at each config, pruned {100 * c.pruner.margin:.0f}% behind the best"
+               if c.pruner.name == "screen" else ""),
             f"buckets    {' '.join(map(str, self.buckets))}",
             f"storage    {self.storage}" + self.storage_note()
             + (f" (shared by {c.workers} workers)" if c.workers > 1 else ""),

@@ -169,7 +169,8 @@ def trials_by_study(url: str) -> dict:
 
 
 def measured_trials(url: str) -> dict:
-    """{study name: {trial number: (config json, us)}} of the measured (finished) trials."""
+    """{study name: {trial number: (config json, us)}} of the measured (finished) trials: timed
+    fully, or looked at and pruned (us: the look's)."""
     import json
 
     from optuna.trial import TrialState
@@ -177,7 +178,8 @@ def measured_trials(url: str) -> dict:
     return {name: {t.number: (json.dumps(t.user_attrs["config"], sort_keys=True),
                               t.user_attrs.get("us"))
                    for t in trials
-                   if t.state == TrialState.COMPLETE and t.user_attrs.get("measured")}
+                   if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                   and t.user_attrs.get("measured")}
             for name, trials in trials_by_study(url).items()}
 
 
@@ -203,8 +205,10 @@ def assert_complete_and_unrepeated(url, trials_per_study, studies):
     assert len(all_trials) == studies
     for name, trials in all_trials.items():
         assert not [t.number for t in trials if t.state == TrialState.RUNNING], name
+        # timed fully, or only looked at and pruned (pruner=screen): each spends the budget
         measured = [json.dumps(t.user_attrs["config"], sort_keys=True) for t in trials
-                    if t.state == TrialState.COMPLETE and t.user_attrs.get("measured")]
+                    if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                    and t.user_attrs.get("measured")]
         assert len(measured) == trials_per_study, name  # the budget, not more
         assert len(set(measured)) == len(measured), name  # no config measured twice
 

@@ -48,6 +48,13 @@ def test_parallelism_and_dtype_overrides_apply():
     assert plan.output_path.name == "E=128,N=768,device_name=NVIDIA_H100_80GB_HBM3.json"
 
 
+def test_runs_take_a_first_look_but_an_exhaustive_pass_times_every_config_fully():
+    assert compose("shape=tiny", "device=cpu").pruner.name == "screen"
+    assert compose("shape=tiny", "device=cpu", "sampler=grid").pruner.name == "none"
+    assert compose("shape=tiny", "device=cpu", "sampler=grid", "pruner=screen").pruner.name == "screen"
+    assert compose("shape=tiny", "device=cpu", "pruner=none").pruner.name == "none"
+
+
 def test_vllm_space_with_block_quantization_is_vllms_960_configs():
     # The H200 table's space: BLOCK_SIZE_N and BLOCK_SIZE_K dividing 128, before shared memory.
     plan = build_plan(compose("shape=qwen35_tp1", "device=h200",

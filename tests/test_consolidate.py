@@ -140,8 +140,9 @@ def test_first_passes_that_tie_with_the_best_join_the_finalists():
 
 
 def test_entries_are_the_fastest_retimed_finalist_or_vllms_default(tmp_path):
+    # pruner=none: every search trial is one `measure`, so the re-timing's calls follow the 6th
     plan = plan_for(tmp_path, "trials=6", f"compare_with={VLLM_CONFIGS}", "finalists=3",
-                    "retime_rounds=2")
+                    "retime_rounds=2", "pruner=none")
     bench = Recording(plan.replay)
     result = tune(plan, bench=bench)
     assert result.files == [tmp_path / "configs" / FILE] and check_file(result.files[0]) == []
@@ -374,7 +375,8 @@ class SlowingRetiming(FastStart):
 
 
 def test_configs_added_after_the_first_retiming_are_timed_against_its_fastest_once(tmp_path):
-    plan = plan_for(tmp_path, "trials=16", "patience=null", "buckets=[1]", "retime_rounds=3")
+    plan = plan_for(tmp_path, "trials=16", "patience=null", "buckets=[1]", "retime_rounds=3",
+                    "pruner=none")  # the search is 16 `measure` calls
     bench = SlowingRetiming(plan.replay, search=16)
     result = tune(plan, bench=bench)
     cons = studies(plan)[1].user_attrs[StudyAttr.CONSOLIDATION]

@@ -17,14 +17,16 @@ FILE = "E=256,N=512,device_name=NVIDIA_H200,dtype=fp8_w8a8,block_shape=[128,128]
 
 
 def measured(db: Path) -> dict[str, list[tuple[int, str]]]:
-    """Per study: (trial number, config) of every measured trial, from the storage itself."""
+    """Per study: (trial number, config) of every measured trial (timed fully, or looked at and
+    pruned), from the storage itself."""
     storage = optuna.storages.RDBStorage(f"sqlite:///{db}")
     out = {}
     for summary in optuna.get_all_study_summaries(storage):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         out[summary.study_name] = [
             (t.number, json.dumps(t.user_attrs["config"], sort_keys=True))
-            for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+            for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,
+                                              optuna.trial.TrialState.PRUNED))
             if t.user_attrs.get("measured")]
     return out
 

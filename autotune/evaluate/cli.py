@@ -79,7 +79,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("tables", nargs="+", help="moe-grid-table/1 files, globs or folders")
     p.add_argument("--sampler", default=SamplerConfig.name,
                    help=f"preset of conf/sampler (default: {SamplerConfig.name}, as a run)")
-    p.add_argument("--pruner", default="none", help="preset of conf/pruner (default: none)")
+    p.add_argument("--pruner", default="none",
+                   help="preset of conf/pruner (default: none; a run's default is screen)")
     p.add_argument("--set", action="append", default=[], metavar="GROUP.KEY=VALUE",
                    help="override a sampler or pruner setting, e.g. sampler.prior_trials=0")
     p.add_argument("--budget", type=int, default=64, help="measurements per bucket (64)")

@@ -201,6 +201,7 @@ def _summary(buckets: list[dict], midpoints: list[dict]) -> dict[str, Any]:
         "buckets": len(buckets),
         "entries": sum(1 for b in buckets if b.get("entry")),
         "trials": sum(b["trials"] for b in buckets),
+        "pruned": sum(b["pruned"] for b in buckets),
         "seconds": sum(b["seconds"] for b in buckets),
         "geomean_speedup_vs_default": geomean("speedup_vs_default"),
         "geomean_speedup_vs_file": geomean("speedup_vs_file"),

@@ -351,6 +351,8 @@ class BucketTuner:
                     pruned = True
                 elif m is None or m.ok:  # a failed look is the result: the config does not run
                     m = self.bench.measure(config, self.M)
+        except UpdateFinishedTrialError as exc:  # the look's report came too late
+            return self._dropped(trial, exc)
         except BaseException:
             # Ctrl-C or a bug: the trial is abandoned, not left RUNNING.
             self._abandon(trial, None, TrialAttr.ABANDONED, "interrupted")
@@ -362,14 +364,16 @@ class BucketTuner:
             else:
                 self.study.tell(trial, m.us if m.ok else math.inf)
         except (UpdateFinishedTrialError, ValueError) as exc:
-            log.warning("trial %d of %s was failed by another run while measured (%s); its "
-                        "measurement is dropped", trial.number, self.study.study_name, exc)
-            return None
+            return self._dropped(trial, exc)
         record = Record(number=trial.number, config=config, us=m.us if m.ok else None,
                         spread=m.spread, infeasible=m.infeasible,
                         source=trial.user_attrs.get(TrialAttr.SOURCE, "sampler"), pruned=pruned)
         self._seen[SearchSpace.key(config)] = record
         return record
+
+    def _dropped(self, trial: optuna.Trial, exc: Exception) -> None:
+        log.warning("trial %d of %s was failed by another run while measured (%s); its "
+                    "measurement is dropped", trial.number, self.study.study_name, exc)
 
     def _screening(self) -> bool:
         """A cheap first look before each measurement: with a pruner and a benchmarker that can."""
