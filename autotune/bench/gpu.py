@@ -37,21 +37,19 @@ class IdleClock:
         self._measuring = 0
         self._since: Optional[float] = None  # when the current idle stretch began
 
-    @contextmanager
     def waiting(self):
-        self._step(waiting=1)
-        try:
-            yield
-        finally:
-            self._step(waiting=-1)
+        return self._during(waiting=1)
+
+    def measuring(self):
+        return self._during(measuring=1)
 
     @contextmanager
-    def measuring(self):
-        self._step(measuring=1)
+    def _during(self, waiting: int = 0, measuring: int = 0) -> Iterator[None]:
+        self._step(waiting, measuring)
         try:
             yield
         finally:
-            self._step(measuring=-1)
+            self._step(-waiting, -measuring)
 
     def _step(self, waiting: int = 0, measuring: int = 0) -> None:
         with self._lock:
