@@ -2,8 +2,10 @@
 
 The tuner process holds no CUDA context. `measure` waits for the config's compile (reported in
 `stats`; the GPU idles then unless the re-timing alongside measures: `IdleClock`), then asks the
-measuring worker to time it. A config that fails to compile, runs out of resources, faults or hangs comes
-back as an infeasible `Measurement` with its reason; a faulted worker has already been replaced.
+measuring worker to time it. A config that fails to compile, runs out of resources, faults or
+hangs comes back as an infeasible `Measurement` with its reason; a faulted worker has already
+been replaced. `screen` takes a first look at a config, and `visit` keeps the worker for the
+measurement that follows it.
 
 Two threads may measure at once: the bucket loop's search, and the re-timing of the bucket
 before alongside it (run/settler.py). The worker answers one request at a time, in turn; its time
