@@ -9,9 +9,10 @@
 - Warm starts are enqueued as the first trials (vLLM's default config, neighbours' winners).
 - A config the search space excludes is told as infeasible without being measured; a config
   already measured is answered from the study. Neither counts as a measurement.
-- Pruning (optional): when the benchmarker can take a cheap first look (`Screening`) and the study
-  has a pruner, the look is reported to it; a config it prunes (clearly slower than the incumbent)
-  skips the full timing. The pruned trial keeps the look's time, so samplers still learn from it.
+- Pruning (`pruner=screen`, the default): when the benchmarker can take a cheap first look
+  (`Screening`), the look is reported to the pruner; a config it prunes (clearly slower than the
+  incumbent) skips the full timing, and counts toward the budget. The pruned trial keeps the
+  look's time, so samplers still learn from it. Look and measurement are one `visit`.
 - Stopping: the budget of measurements, a patience rule (once the best config's GROUP_SIZE_M
   variants are measured too), or an exhausted space.
 """
