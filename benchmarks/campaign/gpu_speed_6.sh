@@ -8,7 +8,10 @@
 #   PHASE=1 STEPS="pool base_bf16 base_fp8" bash benchmarks/campaign/gpu_speed_6.sh
 #   PHASE=2 STEPS="new_bf16 judge_bf16 new_fp8 judge_fp8" bash benchmarks/campaign/gpu_speed_6.sh
 #
-# scr_* (session 14) tunes as new_* with the first look on (pruner=screen), tagged scr.
+# Session 14 ran `PHASE=1 STEPS="base_bf16 new_bf16 scr_bf16 judge_bf16 gputest"` and
+# `PHASE=2 STEPS="base_fp8 new_fp8 scr_fp8 judge_fp8"` (results in ../speed/h100/session14/).
+# scr_* tunes as new_* with the first look on (pruner=screen, tagged scr); its `new` ran with
+# pruner=none, the default then (the look is the default since). gputest: the GPU test of the look.
 # judge_* compares the new file (and scr's, when this call tuned one) with the base file of this
 # run, or else of an earlier call committed under $KEPT (a call's machine does not outlive it), or
 # else session 12's base; and with session 12's h1 file.
