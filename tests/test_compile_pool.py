@@ -33,6 +33,16 @@ def test_a_config_compiles_once_per_side_of_the_small_m_shortcut():
         p.close()
 
 
+def test_a_config_that_cannot_compile_is_one_compile_error_however_often_waited_for():
+    p = pool(1)
+    bad = {**CONFIGS[0], "BLOCK_SIZE_K": 24}
+    try:
+        assert all(p.wait(bad, 16)[1] for _ in range(3))  # a look, its measurement, a re-timing
+        assert p.compile_errors == 1
+    finally:
+        p.close()
+
+
 def test_speculation_uses_spare_workers_only_and_counts_each_config_once():
     p = pool(RESERVED_WORKERS + 1)
     try:

@@ -75,6 +75,7 @@ class CompilePool:
         self._speculating: list[Future] = []
         self.compile_seconds = 0.0  # CPU time of compiles, summed over workers
         self.compiled = 0
+        self.compile_errors = 0  # configs it could not compile, each counted once
         self._lock = threading.RLock()  # the bookkeeping above, never held while waiting
 
     def start(self) -> None:
@@ -133,6 +134,7 @@ class CompilePool:
                 self._counted.add(key)
                 self.compile_seconds += seconds
                 self.compiled += 1
+                self.compile_errors += bool(error)
             self._speculate_more()
         return waited, error
 

@@ -170,6 +170,7 @@ class WorkerBenchmarker:
         s = self._stats
         if self.compiler is not None:
             s.compile_seconds, s.compiled = self.compiler.compile_seconds, self.compiler.compiled
+            s.compile_errors = self.compiler.compile_errors
         s.idle_seconds = self._idle.seconds
         s.worker_restarts = self.worker.stats.restarts
         s.worker_start_wait_seconds = self.worker.stats.start_wait_seconds
@@ -186,10 +187,9 @@ class WorkerBenchmarker:
             # The pool only gets binaries into Triton's cache early; whether a config runs is
             # decided by the measuring worker, which compiles itself what the pool could not.
             with self._idle.waiting():
-                waited, error = self.compiler.wait(config, M)
+                waited, _ = self.compiler.wait(config, M)
             with self._turn:
                 self._stats.compile_wait_seconds += waited
-                self._stats.compile_errors += bool(error)
         if not self.environment:
             with self._turn:
                 self.environment = self.environment or self._call_environment()
