@@ -10,6 +10,8 @@ from tests.conftest import compose
 def test_memory_bound_batch_sizes_warm_up_briefly_and_larger_ones_fully():
     b = BenchmarkConfig()
     assert [warmup_replays_at(M, b) for M in (1, 64, 96, 4096)] == [2, 2, 10, 10]
+    # right after a first look (1 + 3 replays of the same graph), those count as warm-up
+    assert [warmup_replays_at(M, b, looked=True) for M in (1, 4096)] == [0, 6]
 
 
 def test_the_measuring_worker_gets_the_runs_protocol():

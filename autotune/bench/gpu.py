@@ -106,7 +106,7 @@ class WorkerBenchmarker:
     def measure(self, config: Mapping[str, int], M: int) -> Measurement:
         return self._request("measure", dict(config), M)
 
-    def _request(self, op: str, config: dict, M: int, look: bool = False) -> Measurement:
+    def _request(self, op: str, config: dict, M: int) -> Measurement:
         self._wait_for_compile(config, M)
         with self._turn, self._idle.measuring():
             start = time.perf_counter()
@@ -118,11 +118,11 @@ class WorkerBenchmarker:
                 return self._failed(str(exc))
             finally:
                 self._stats.measure_seconds += time.perf_counter() - start
-            return self._measurement(result, look)
+            return self._measurement(result, look=op == "screen")
 
     def screen(self, config: Mapping[str, int], M: int) -> Measurement:
         """A first look (`Screening`): a few replays of the graph a `measure` right after times."""
-        return self._request("screen", dict(config), M, look=True)
+        return self._request("screen", dict(config), M)
 
     @contextmanager
     def visit(self, config: Mapping[str, int], M: int) -> Iterator[None]:

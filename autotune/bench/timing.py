@@ -73,12 +73,12 @@ class TimerSpec:
 LOOK_REPLAYS = (1, 3)
 
 
-def warmup_replays_at(M: int, timing: Any) -> int:
+def warmup_replays_at(M: int, timing: Any, looked: bool = False) -> int:
     """Untimed replays before a config's timed ones at batch size M (`timing`: a TimerSpec or the
-    benchmark config): fewer where the calls are memory bound and do not drift."""
-    if M <= timing.steady_max_M:
-        return timing.steady_warmup_replays
-    return timing.warmup_replays
+    benchmark config): fewer where the calls are memory bound and do not drift, and fewer right
+    after a first look at the same graph (`looked`), whose replays count as warm-up."""
+    warmup = timing.steady_warmup_replays if M <= timing.steady_max_M else timing.warmup_replays
+    return max(0, warmup - sum(LOOK_REPLAYS)) if looked else warmup
 
 
 def runtime_config(config: dict, spec: TimerSpec) -> dict:
@@ -221,10 +221,9 @@ class GpuTimer:
 
     def measure(self, config: dict, M: int) -> dict:
         looked, self._looked = self._looked, None
-        if looked is not None and looked[:2] == (config, M):
-            # Right after its first look: the same graph, the look's replays as warm-up.
-            warmup = max(0, warmup_replays_at(M, self.spec) - sum(LOOK_REPLAYS))
-            return self._timed(looked[2], warmup, self.spec.replays)
+        if looked is not None and looked[:2] == (config, M):  # right after its first look
+            return self._timed(looked[2], warmup_replays_at(M, self.spec, looked=True),
+                               self.spec.replays)
         return self._timed(self.capture(config, M), warmup_replays_at(M, self.spec),
                            self.spec.replays)
 

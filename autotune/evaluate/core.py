@@ -66,10 +66,9 @@ LOOK_CALLS = _TIMING.calls_per_graph * (1 + 1 + sum(LOOK_REPLAYS))
 
 
 def full_calls(M: int, looked: bool) -> int:
-    warmup = warmup_replays_at(M, _TIMING)
-    if looked:
-        return _TIMING.calls_per_graph * (max(0, warmup - sum(LOOK_REPLAYS)) + _TIMING.replays)
-    return _TIMING.calls_per_graph * (1 + 1 + warmup + _TIMING.replays)
+    setup = 0 if looked else 1 + 1  # eager warm-up and capture: the look did them
+    return _TIMING.calls_per_graph * (setup + warmup_replays_at(M, _TIMING, looked)
+                                      + _TIMING.replays)
 
 
 @dataclass
