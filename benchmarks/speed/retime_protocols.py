@@ -1,0 +1,104 @@
+"""How much worse would a cheaper re-timing pick? A bootstrap over stored GPU consolidations.
+
+For every bucket of every stored tune, each re-timed candidate's median over all its rounds is
+taken as its time. A re-timing protocol is then replayed many times by drawing its rounds, with
+replacement, from the stored ones (the same rounds for every candidate: a round's drift hits them
+all alike, as in the tune), and picking the fastest median. Its loss is the time of its pick over
+the fastest candidate's. The 5-round protocol is replayed the same way, so both are judged
+against the same times and carry the same kind of noise.
+
+    python benchmarks/speed/retime_protocols.py benchmarks/**/studies.db
+
+Protocols: rounds R (3 or 5) x candidates (all re-timed, or the `n` best first passes plus vLLM's
+default and the compared entry, no ties beyond them). A candidate dropped early (fewer rounds
+stored) keeps the rounds it has, drawn modulo their number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+from pathlib import Path
+
+import optuna
+
+
+RANGES = [("M <= 64", 64), ("M 96-512", 512), ("M >= 1024", 1 << 30)]
+
+
+def buckets(db: Path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{db}")
+    for summary in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        cons = study.user_attrs.get("consolidation") or {}
+        cands = [c for c in cons.get("candidates", []) if c.get("us") and c.get("samples")]
+        rounds = max((len(c["samples"]) for c in cands), default=0)
+        if len(cands) >= 2 and rounds >= 5:
+            yield cons["M"], cands
+
+
+def replay(cands: list[dict], rounds: int, keep: set[int], rng: random.Random) -> int:
+    drawn = [rng.randrange(5) for _ in range(rounds)]
+    def median(c):
+        s = c["samples"]
+        return statistics.median(s[i % len(s)] for i in drawn)
+    return min((i for i in range(len(cands)) if i in keep), key=lambda i: median(cands[i]))
+
+
+def top_n(cands: list[dict], n: int) -> set[int]:
+    tuned = sorted((i for i, c in enumerate(cands)
+                    if c["source"] == "tuned" and c.get("first_pass_us")),
+                   key=lambda i: cands[i]["first_pass_us"])
+    return set(tuned[:n]) | {i for i, c in enumerate(cands) if c["source"] != "tuned"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("storages", nargs="+", type=Path)
+    ap.add_argument("--draws", type=int, default=200)
+    ap.add_argument("--n", type=int, default=3)
+    args = ap.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rng = random.Random(0)
+    protocols = {"5 rounds, all": (5, False), "3 rounds, all": (3, False),
+                 f"5 rounds, best {args.n}": (5, True), f"3 rounds, best {args.n}": (3, True)}
+    losses = {p: [] for p in protocols}  # per bucket: the loss of each draw
+    ranges = []  # per bucket: which M range it is in
+    timings = {p: 0 for p in protocols}
+    n_buckets = 0
+    for db in args.storages:
+        for M, cands in buckets(db):
+            n_buckets += 1
+            ranges.append(next(name for name, top in RANGES if M <= top))
+            truth = [statistics.median(c["samples"]) for c in cands]
+            best = min(truth)
+            for name, (rounds, cut) in protocols.items():
+                keep = top_n(cands, args.n) if cut else set(range(len(cands)))
+                timings[name] += rounds * len(keep)
+                picks = [replay(cands, rounds, keep, rng) for _ in range(args.draws)]
+                losses[name].append([truth[i] / best - 1 for i in picks])
+    print(f"{len(args.storages)} storages, {n_buckets} buckets, {args.draws} draws each\n")
+    print("| protocol | re-timings | mean loss | p99 loss | buckets with mean loss > 0.5% | worst bucket's mean loss |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in protocols:
+        flat = sorted(x for b in losses[name] for x in b)
+        per = [statistics.mean(b) for b in losses[name]]
+        print(f"| {name} | {timings[name]} | {100 * statistics.mean(flat):.3f}% | "
+              f"{100 * flat[int(0.99 * len(flat))]:.2f}% | {sum(p > 0.005 for p in per)} | "
+              f"{100 * max(per):.2f}% |")
+    print("\nBy batch size: mean loss, buckets with mean loss > 0.5%, worst bucket's mean loss\n")
+    print("| protocol | " + " | ".join(f"{name} ({ranges.count(name)} buckets)"
+                                       for name, _ in RANGES) + " |")
+    print("|---|" + "---:|" * len(RANGES))
+    for name in protocols:
+        cells = []
+        for r, _ in RANGES:
+            per = [statistics.mean(b) for b, g in zip(losses[name], ranges) if g == r]
+            cells.append(f"{100 * statistics.mean(per):.3f}%, {sum(p > 0.005 for p in per)}, "
+                         f"{100 * max(per):.2f}%")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
