@@ -166,9 +166,10 @@ class Config:
     output_dir: str = "outputs/configs"
     table_dir: str = "outputs/tables"  # sampler=grid records a moe-grid-table/1 file per bucket
     finalists: int = 3  # best trials of a bucket re-timed with vLLM's default before one is written
-    # Interleaved rounds of that re-timing (median per config). 3, not 5: replayed over 679
-    # stored buckets, 3 rounds raised the pick's mean loss by 0.013% for 40% fewer re-timings
-    # (benchmarks/speed/retime_protocols.py).
+    # Interleaved rounds of that re-timing (median per config), and up to 2 more while the rounds
+    # of a config near the fastest disagree by more than 2% (consolidate/retime.py). 3, not 5:
+    # replayed over 679 stored buckets, 35% fewer re-timings for a mean loss 0.005% higher
+    # (benchmarks/speed/retime_protocols_15.md).
     retime_rounds: int = 3
     # Re-time a finished bucket while the next one searches, in the GPU's idle time between the
     # search's measurements (run/settler.py); false: before it. The replay tables never do.

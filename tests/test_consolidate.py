@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from autotune.bench.protocol import Measurement
 from autotune.consolidate.finalists import WIDENED_MOST, pick_finalists
 from autotune.consolidate.retime import retime
 from autotune.consolidate.ties import writing_order
@@ -97,6 +98,41 @@ def test_a_contender_that_can_no_longer_win_stops_being_retimed_a_baseline_never
     assert [sum(k == key for _, k in bench.measured) for key in keys] == [5, 5, 2, 5]
     assert timings[2] == {"us": table(16)[keys[2]], "spread": 0.0, "samples": [table(16)[keys[2]]] * 2}
     assert min(timings, key=lambda t: t["us"]) is timings[0]
+
+
+class Scripted:
+    """Each config's times, round by round (by BLOCK_SIZE_N); records what it measured."""
+
+    def __init__(self, times: dict[int, list[float]]):
+        self.times = {n: list(us) for n, us in times.items()}
+        self.measured: list[int] = []
+
+    def prepare(self, configs, M):
+        pass
+
+    def measure(self, config, M):
+        self.measured.append(config["BLOCK_SIZE_N"])
+        return Measurement(us=self.times[config["BLOCK_SIZE_N"]].pop(0))
+
+
+def scripted_configs(*ns):
+    return [{"BLOCK_SIZE_M": 16, "BLOCK_SIZE_N": n, "BLOCK_SIZE_K": 128, "GROUP_SIZE_M": 1,
+             "num_warps": 4, "num_stages": 3} for n in ns]
+
+
+def test_retime_takes_more_rounds_only_while_they_disagree():
+    # Rounds that agree: the 3 asked for.
+    bench = Scripted({32: [100.0, 100.5, 100.2] + [99.0] * 2, 64: [101.0, 101.4, 101.1] + [99.0] * 2})
+    timings = retime(bench, scripted_configs(32, 64), 1024, rounds=3, contenders=[0, 1])
+    assert len(bench.measured) == 6 and [t["us"] for t in timings] == [100.2, 101.1]
+    # One slow round (5%) of a config near the leader: 2 more rounds, and its median holds.
+    bench = Scripted({32: [100.0, 105.0, 100.4, 100.2, 100.1], 64: [100.6, 100.8, 100.7] * 2})
+    timings = retime(bench, scripted_configs(32, 64), 1024, rounds=3, contenders=[0, 1])
+    assert len(bench.measured) == 10 and timings[0]["us"] == 100.2 < timings[1]["us"]
+    # Without contenders (midpoints, anchored variants): the rounds asked for, never more.
+    bench = Scripted({32: [100.0, 105.0, 100.4], 64: [100.6, 100.8, 100.7]})
+    retime(bench, scripted_configs(32, 64), 1024, rounds=3)
+    assert len(bench.measured) == 6
 
 
 def test_retime_reports_a_config_that_cannot_run():
@@ -256,13 +292,13 @@ def test_midpoint_check_reports_where_the_neighbours_entry_is_faster(tmp_path):
     # timings of this shape, at a batch size near the one it stands for).
     grids = tmp_path / "grids"
     grids.mkdir()
-    for M in (1, 64):
+    for M in (1, 64, 256):
         shutil.copy(GRIDS / f"NVIDIA_H200_E256_N512_K2048_fp8block_M{M}.json", grids)
     data = json.loads((GRIDS / "NVIDIA_H200_E256_N512_K2048_fp8block_M16.json").read_text())
     data["M"] = 32
     (grids / "M32.json").write_text(json.dumps(data))
     overrides = [a if not a.startswith("benchmark.tables") else f"benchmark.tables=[{grids}]"
-                 for a in replay_args(tmp_path, "trials=6", "buckets=[1,64]", "retime_rounds=2",
+                 for a in replay_args(tmp_path, "trials=6", "buckets=[1,64,256]", "retime_rounds=2",
                                       "midpoint_rounds=3")]
     plan = build_plan(compose(*overrides))
     bench = Recording(plan.replay)
@@ -275,6 +311,9 @@ def test_midpoint_check_reports_where_the_neighbours_entry_is_faster(tmp_path):
     assert check["neighbour_better"] == (neighbour < served * 0.99)
     assert SearchSpace.key(result.entries[1]) != SearchSpace.key(result.entries[64])
     assert sum(M == 32 for M, _ in bench.measured) == 2 * 3  # midpoint_rounds, not retime_rounds
+    # Checked once both entries were settled, before the next bucket's search.
+    order = [M for M, _ in bench.measured]
+    assert order.index(32) < order.index(256)
     report = (plan.report_dir / "report.md").read_text()
     assert f"| 32 | 1 | {served:.2f} | 64 | {neighbour:.2f} |" in report
     assert "(3 interleaved rounds, median)" in report
