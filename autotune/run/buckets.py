@@ -21,6 +21,7 @@ from autotune.bench import Benchmarker
 from autotune.bench.gpu import WorkerBenchmarker
 from autotune.bench.protocol import Reporting, Speculating
 from autotune.consolidate.entries import consolidate
+from autotune.consolidate.finalists import Consolidation
 from autotune.files.grid_table import write_grid_table
 from autotune.plan import Plan
 from autotune.problem.space import Config
@@ -130,9 +131,18 @@ def _finish_bucket(plan: Plan, bench: Benchmarker, outcome: BucketOutcome) -> No
 
 def _settle(plan: Plan, studies: RunStudies, bench: Benchmarker, M: int) -> None:
     """The bucket's entry, re-timed and checked, stored in its study as soon as its search is
-    over: a Ctrl-C or kill later keeps it, and workers settle the buckets they finish."""
+    over: a Ctrl-C or kill later keeps it, and workers settle the buckets they finish. With the
+    bucket below already settled, the midpoint check between the two is made now too (alongside
+    the search, like the re-timing); the run's end looks it up instead of timing it."""
     check_stop()
-    consolidate_plan(plan, studies, bench, buckets=[M])
+    below = max((m for m in plan.buckets if m < M), default=None)
+    consolidate_plan(plan, studies, bench,
+                     buckets=[below, M] if _settled(studies, below) else [M])
+
+
+def _settled(studies: RunStudies, M: Optional[int]) -> bool:
+    study = studies.existing([M]).get(M) if M is not None else None
+    return study is not None and Consolidation.stored(study) is not None
 
 
 def consolidate_plan(plan: Plan, studies: RunStudies, bench: Optional[Benchmarker],
