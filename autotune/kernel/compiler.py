@@ -2,8 +2,9 @@
 
 The GPU benchmarker compiles the configs it will measure next in a pool of worker processes while
 the GPU times others; Triton's on-disk cache then lets the measuring process load the binaries.
-:class:`MoECompiler` runs the whole MoE call (:class:`~.fused_moe.MoEPlan`) on meta tensors (shapes,
-strides and dtypes, no memory) with every launch turned into a compile (:func:`.launch.compile_only`).
+:class:`MoECompiler` runs the MoE call's kernels (:meth:`~.fused_moe.MoEPlan.kernels`) on meta
+tensors (shapes, strides and dtypes, no memory) with every launch turned into a compile
+(:func:`.launch.compile_only`).
 The arguments are built by the same code as a real call's, so the compiled specializations are the
 ones the real call asks for: alignment kernels (or none on the small-M path), activation
 quantization, both GEMMs (the second with routing weights), SWAP_AB as the config says.
@@ -69,5 +70,7 @@ class MoECompiler:
             return ()
         compiled: list[str] = []
         with compile_only(compiled):
-            MoEPlan.create(self.inputs(M), config)()
+            # Not the reduction: a torch op, nothing to compile; on meta tensors its first call
+            # imports sympy, 0.5 s of a compile process's first compile (on a 2-core CPU).
+            MoEPlan.create(self.inputs(M), config).kernels()
         return tuple(compiled)

@@ -451,12 +451,16 @@ class MoEPlan:
         self.gemm1()
         self.gemm2()
 
-    def __call__(self) -> torch.Tensor:
+    def kernels(self) -> None:
+        """Every Triton kernel of the call, in launch order: all of it but the reduction."""
         self.align()
         self.quantize_input()
         self.gemm1()
         self.activation()
         self.gemm2()
+
+    def __call__(self) -> torch.Tensor:
+        self.kernels()
         return self.reduce()
 
 
