@@ -9,6 +9,12 @@
 #   PHASE=1 STEPS="pool base_bf16 base_fp8" bash benchmarks/campaign/gpu_speed_7.sh
 #   PHASE=2 STEPS="new_bf16 new_fp8 judge_bf16 judge_fp8 gputest" bash benchmarks/campaign/gpu_speed_7.sh
 #
+# Session 15 ran `PHASE=1 STEPS="pool base_bf16 new_bf16 judge_bf16"` on an H200 (its `new` was
+# the 3-round trial, kept as ../speed/h200/session15/qwen3_bf16_r3; the pool step with a
+# `--launchers with without` option of the profile script, since removed with the change it
+# measured), then `PHASE=2 STEPS="new_bf16 judge_bf16 base_fp8 new_fp8 judge_fp8"`, which ran on an
+# H100 (KEPT pointed at the H200 base) and hit its 380 s limit in judge_fp8.
+#
 # judge_* compares the new file with the base file of this call, or else of an earlier call
 # committed under $KEPT (a call's machine does not outlive it), and with vLLM's shipped H200 file.
 set -uo pipefail
@@ -30,7 +36,7 @@ for step in $STEPS; do
                tests/test_benchmarker_contract.py > $R/gpu_tests.log 2>&1; log "gputest rc=$?"
              tail -3 $R/gpu_tests.log ;;
     pool) timeout 240 python3 benchmarks/speed/profile_compile_pool.py --out $R/pool_profile.json \
-            --workers 1 14 > $R/pool_profile.log 2>&1; log "pool rc=$?"; cat $R/pool_profile.log ;;
+            --workers 14 > $R/pool_profile.log 2>&1; log "pool rc=$?"; cat $R/pool_profile.log ;;
     new_*) TRITON_CACHE_DIR=$R/triton_${d}_$TAG TUNE_TAIL=3 \
              tune qwen3_${d}_$TAG 240 $SHAPE "${!shipped}" "${!dt}" ;;
     base_*) (cd .base && PYTHONPATH=/tmp/site:$PWD TRITON_CACHE_DIR=$R/triton_${d}_base \
