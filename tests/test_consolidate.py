@@ -287,7 +287,7 @@ def test_interrupted_consolidation_keeps_the_finished_buckets_and_resumes(tmp_pa
     assert {M for M, _ in bench.measured if M in (1, 16)} == set()  # not timed again
 
 
-def test_midpoint_check_reports_where_the_neighbours_entry_is_faster(tmp_path):
+def test_midpoint_check_reports_where_the_neighbours_entry_is_faster(tmp_path, caplog):
     # Tables at M=1 and M=64, and the M=16 table standing in for M=32, their midpoint (real
     # timings of this shape, at a batch size near the one it stands for).
     grids = tmp_path / "grids"
@@ -314,6 +314,10 @@ def test_midpoint_check_reports_where_the_neighbours_entry_is_faster(tmp_path):
     # Checked once both entries were settled, before the next bucket's search.
     order = [M for M, _ in bench.measured]
     assert order.index(32) < order.index(256)
+    # Warned once, when measured (the run's end only looks the check up).
+    warned = [r for r in caplog.records if "is faster" in r.getMessage()]
+    assert check["neighbour_better"] and len(warned) == 1 and warned[0].getMessage().startswith(
+        "M=32 (served by the entry of 1): the entry of 64 is faster")
     report = (plan.report_dir / "report.md").read_text()
     assert f"| 32 | 1 | {served:.2f} | 64 | {neighbour:.2f} |" in report
     assert "(3 interleaved rounds, median)" in report

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Mapping, Optional
 
 import optuna
@@ -14,8 +13,6 @@ from autotune.consolidate.midpoints import check_midpoints
 from autotune.problem import vllm_rules
 from autotune.problem.shape import MoEShape
 from autotune.problem.space import Config, SearchSpace
-
-log = logging.getLogger(__name__)
 
 
 # -- the whole run ---------------------------------------------------------------------------------
@@ -34,9 +31,5 @@ def consolidate(studies: Mapping[int, optuna.Study], shape: MoEShape, space: Sea
                                     rounds=rounds, comparison=comparison)
         if result and result.entry:
             entries[M] = vllm_rules.kernel_config(result.entry["config"])
-    for r in check_midpoints(dict(studies), entries, bench, midpoint_rounds):
-        if r["neighbour_better"]:
-            log.warning("M=%d (served by the entry of %d): the entry of %d is faster, %.2f vs "
-                        "%.2f us", r["M"], r["served_by"], r["neighbour"],
-                        r["neighbour_timing"]["us"], r["served"]["us"])
+    check_midpoints(dict(studies), entries, bench, midpoint_rounds)
     return entries

@@ -3,6 +3,7 @@ entry faster than the one vLLM serves?"""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Optional
 
@@ -13,6 +14,8 @@ from autotune.bench.protocol import Benchmarker
 from autotune.consolidate.retime import retime
 from autotune.problem.space import Config, SearchSpace
 from autotune.study.records import StudyAttr
+
+log = logging.getLogger(__name__)
 
 # A neighbour's config must beat the served one by more than this (or the timings' spread) to be
 # reported as better at a midpoint.
@@ -52,6 +55,9 @@ def check_midpoints(studies: dict[int, optuna.Study], entries: dict[int, Config]
                   "seconds": time.perf_counter() - start}
         studies[a].set_user_attr(StudyAttr.MIDPOINT, result)
         results.append(result)
+        if result["neighbour_better"]:  # warned once, when measured; the report keeps it
+            log.warning("M=%d (served by the entry of %d): the entry of %d is faster, %.2f vs "
+                        "%.2f us", m, a, b, neighbour["us"], served["us"])
     return results
 
 
