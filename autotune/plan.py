@@ -17,6 +17,7 @@ from typing import Any, Optional
 from autotune.bench.replay import ReplayBenchmarker
 from autotune.config import MAX_BATCH_SIZE, VLLM_BUCKETS, BenchmarkConfig, Config, unknown_keys
 from autotune.consolidate.compare import Comparison, load_comparison
+from autotune.consolidate.retime import MORE_ROUNDS
 from autotune.errors import UserError
 from autotune.files.names import config_file_name
 from autotune.files.output_paths import check_file, check_folder
@@ -122,7 +123,8 @@ class Plan:
             + (f"  ... M={self.buckets[-1]} ({len(self.buckets)} studies)" if len(self.buckets) > 1
                else ""),
             f"finalists  {c.finalists} per bucket, re-timed in {c.retime_rounds} interleaved rounds "
-            f"with vLLM's default" + (f" and {self.comparison.path.name}" if self.comparison else "")
+            f"(up to {c.retime_rounds + MORE_ROUNDS} where they disagree) with vLLM's default"
+            + (f" and {self.comparison.path.name}" if self.comparison else "")
             + (", while the next bucket searches" if c.retime_alongside
                and self.benchmark_kind != "replay" else ""),
             f"vllm       {self.vllm_variant()}",
