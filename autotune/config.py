@@ -175,7 +175,7 @@ class Config:
     # search's measurements (run/settler.py); false: before it. The replay tables never do.
     retime_alongside: bool = True
     # Rounds of the check between buckets: it writes nothing into the file, only reports, so it
-    # takes fewer than the choice of an entry (a 1% margin to report a neighbour as faster).
+    # never takes the re-timing's extra rounds (a 1% margin to report a neighbour as faster).
     midpoint_rounds: int = 3
     compare_with: Optional[str] = None  # an existing vLLM config file, re-timed alongside
     sglang: bool = False  # also write an SGLang-named copy under <output_dir>/triton_X_Y_Z/
