@@ -8,7 +8,7 @@ import numpy as np
 from autotune.bench.compile import RESERVED_WORKERS, CompilePool
 from autotune.bench.gpu import timer_spec
 from autotune.plan import build_plan
-from autotune.run.buckets import _prior, _speculate, _warm_starts, work
+from autotune.run.buckets import _across_shortcut, _prior, _speculate, _warm_starts, work
 from autotune.search.warm_starts import ranked_records
 from autotune.study.records import read_records
 from autotune.study.storage import open_storage
@@ -166,6 +166,14 @@ def test_the_next_buckets_first_trials_are_compiled_ahead(tmp_path):
     assert len(bench.forecasts) >= 2  # most of 6 trials a bucket are warm starts
     for forecast in bench.forecasts:
         assert len(forecast) == 16 and {M for _, M in forecast} <= {1, 16}
+
+
+def test_the_first_bucket_past_the_small_m_shortcut_is_ranked_from_the_first_bucket_on(tmp_path):
+    # qwen3.5 (E=256, top-8): M <= 8 takes vLLM's shortcut, so M=16's kernels are other kernels.
+    plan = build_plan(compose(*replay_args(tmp_path)))
+    pending = [1, 2, 4, 8, 16, 64]
+    assert [_across_shortcut(plan, M, pending) for M in pending] == [[16]] * 4 + [[], []]
+    assert _across_shortcut(plan, 1, [1, 2]) == []  # none left past it
 
 
 def test_two_threads_waiting_on_the_same_configs_compile_each_once():

@@ -24,6 +24,7 @@ from autotune.consolidate.entries import consolidate
 from autotune.consolidate.finalists import Consolidation
 from autotune.files.grid_table import write_grid_table
 from autotune.plan import Plan
+from autotune.problem import vllm_rules
 from autotune.problem.space import Config
 from autotune.run.settler import Settler
 from autotune.run.stop import STOP, check_stop, stop_requested, uninterrupted
@@ -85,10 +86,12 @@ def work(plan: Plan, studies: RunStudies, bench: Benchmarker, *, first: int = 0,
                                          make_pruner(plan.cfg.pruner))
                     _describe_study(study, plan, M)
                 following = pending[pending.index(M) + 1:][:1]
+                ranked = [(m, prior_of(m)) for m in dict.fromkeys(
+                    [M] + following + _across_shortcut(plan, M, pending))]
                 warm = _warm_starts(plan, M, studies)
                 # The next bucket will mostly start from this one's first trials (the
                 # neighbours' winners): compiled for it too, ahead of the rankings.
-                _speculate(plan, bench, [(M, prior_of(M))] + [(m, prior_of(m)) for m in following],
+                _speculate(plan, bench, ranked,
                            ahead=[(c, m) for m in following for _, c in warm])
                 outcome = _tune_bucket(plan, studies, bench, M, warm, on_measured)
                 outcomes[M] = _merge(outcomes.get(M), outcome)
@@ -99,8 +102,7 @@ def work(plan: Plan, studies: RunStudies, bench: Benchmarker, *, first: int = 0,
                     if following:  # and the next one's warm starts from this one, compile now
                         ahead = [(c, m) for m in following for _, c in neighbour_bests(
                             {M: outcome.records}, m, plan.cfg.sampler.neighbour_trials)]
-                        _speculate(plan, bench, [(m, prior_of(m)) for m in following],
-                                   ahead=ahead)
+                        _speculate(plan, bench, ranked[1:], ahead=ahead)
                     _finish_bucket(plan, bench, outcome)
                     settler.submit(M)
                 progressed = progressed or outcome.new_measurements > 0
@@ -198,6 +200,18 @@ def _speculate(plan: Plan, bench: Benchmarker, buckets: list[tuple[int, Optional
     # The rankings advance together.
     bench.speculate(list(ahead) + [c for group in zip_longest(*ranked) for c in group
                                    if c is not None])
+
+
+def _across_shortcut(plan: Plan, M: int, pending: list[int]) -> list[int]:
+    """The first bucket still to tune past vLLM's small-M shortcut, seen from M below it: its
+    kernels differ from M's, so nothing compiled for M serves it (on an H200, qwen3-30B bf16's
+    M=8 waited 5.5 s for compiles). Ranked from the first bucket on, the pool compiles its
+    likeliest configs while the small buckets are tuned."""
+    s = plan.shape
+    if not vllm_rules.naive_assignment(M * s.topk, s.E):
+        return []
+    past = [m for m in pending if m > M and not vllm_rules.naive_assignment(m * s.topk, s.E)]
+    return past[:1]
 
 
 def _warm_starts(plan: Plan, M: int, studies: RunStudies):

@@ -8,6 +8,10 @@ each kernel's compile time; all as seconds since the pool was started. Then, in 
 on the cache the pool filled (as the measuring worker), the first two eager calls of three configs.
 
     python benchmarks/speed/profile_compile_pool.py --out profile.json [--workers 1 14]
+        [--start spawn forkserver]
+
+`--start`: how the pool's processes start: spawned (each imports torch and Triton itself, as the
+pool did up to session 15) or forked from a server that imported them once (CompilePool now).
 
 Configs: vLLM's default for M=1 and the next ones of a fixed list (distinct tiles), one per worker.
 """
@@ -21,6 +25,9 @@ import os
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import forkserver
+
+from autotune.bench.compile import PRELOAD
 
 _T0 = 0.0
 _STATE: dict = {}
@@ -104,11 +111,16 @@ def _first_calls(shape: dict, M: int, configs: list) -> dict:
             "calls": calls}
 
 
-def profile(workers: int, shape: dict, M: int) -> dict:
+def profile(workers: int, shape: dict, M: int, start: str) -> dict:
     cache = tempfile.mkdtemp(prefix="triton_cold_")
     os.environ["TRITON_CACHE_DIR"] = cache  # spawned processes inherit it
+    ctx = mp.get_context(start)
+    if start == "forkserver":  # a server of its own per profile: it inherits this cache
+        ctx = mp.context.ForkServerContext()
+        ctx._forkserver = forkserver.ForkServer()
+        ctx._forkserver.set_forkserver_preload(PRELOAD)
     t0 = time.time()
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
                                initializer=_init, initargs=(t0, shape))
     futures = [pool.submit(_compile, c, M) for c in CONFIGS[:workers * 2]]
     results = [f.result() for f in futures]
@@ -117,7 +129,9 @@ def profile(workers: int, shape: dict, M: int) -> dict:
     # A fresh process on the cache the pool filled, as the measuring worker is.
     with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as one:
         first = one.submit(_first_calls, shape, M, CONFIGS[:3]).result()
-    return {"workers": workers, "M": M, "cache": cache, "wall": round(wall, 3),
+    if start == "forkserver":
+        ctx._forkserver._stop()
+    return {"workers": workers, "start": start, "M": M, "cache": cache, "wall": round(wall, 3),
             "first_done": min(r["compile_end"] for r in results), "compiles": results,
             "measuring_worker": first}
 
@@ -126,14 +140,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 14])
+    ap.add_argument("--start", nargs="+", default=["spawn", "forkserver"],
+                    choices=["spawn", "forkserver"])
     ap.add_argument("--dtype", default="bf16")
     ap.add_argument("--M", type=int, default=1)
     args = ap.parse_args()
     block = [128, 128] if args.dtype == "fp8_w8a8" else None
     shape = dict(E=128, N=768, K=2048, topk=8, dtype=args.dtype, block_shape=block)
-    runs = [profile(w, shape, args.M) for w in args.workers]
+    runs = [profile(w, shape, args.M, start) for start in args.start for w in args.workers]
     for run in runs:
-        print(f"workers={run['workers']}: first compile done at {run['first_done']:.2f} s, "
+        print(f"workers={run['workers']}, {run['start']}: first compile done at {run['first_done']:.2f} s, "
               f"all {len(run['compiles'])} at {run['wall']:.2f} s")
         for r in sorted(run["compiles"], key=lambda r: r["compile_end"]):
             print(f"  pid {r['pid']}: spawned {r['spawned']:.2f} imported {r['imported']:.2f} "
