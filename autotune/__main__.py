@@ -36,6 +36,7 @@ class JobFailed(Exception):
 
 @hydra.main(config_path=str(config_root()), config_name="config", version_base="1.3")
 def main(dict_cfg: DictConfig) -> None:
+    wall_clock.start_up_step("interpreter, imports, config")
     try:
         try:
             cfg: Config = OmegaConf.to_object(dict_cfg)  # type: ignore[assignment]
@@ -66,6 +67,7 @@ def run(cfg: Config) -> None:
     from autotune.study.storage import storage_errors
 
     plan = build_plan(cfg, probe_gpu=not cfg.dry_run)
+    wall_clock.start_up_step("plan and GPU check")
     if cfg.dry_run:
         print(plan.describe())
         return

@@ -11,11 +11,14 @@ run/settler.py) is timed apart, as ALONGSIDE: it overlaps the phases, so it is n
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator, Optional
+
+log = logging.getLogger(__name__)
 
 # In the order a run goes through them (the report and the summary line keep it).
 PHASES = ("start-up", "search", "re-timing", "correctness", "midpoints", "files", "report")
@@ -28,6 +31,7 @@ _seconds: dict[str, float] = {}
 _stack: list[list] = []  # [name, time the innermost phase last resumed]; the main thread's
 _background = threading.local()  # .active: this thread's phases count as ALONGSIDE
 _lock = threading.Lock()
+_steps: list[tuple[str, float]] = []  # (start-up step, the process's age when it was done)
 
 
 def reset() -> None:
@@ -36,11 +40,24 @@ def reset() -> None:
     _stack.clear()
 
 
+def start_up_step(name: str) -> None:
+    """A step of the start-up is done (the imports, the plan, ...): logged with the others when
+    the first bucket begins."""
+    age = process_age()
+    if age is not None and "start-up" not in _seconds:
+        _steps.append((name, age))
+
+
 def mark_started() -> None:
     """The run's first bucket begins: what the process spent until now is its start-up."""
     if "start-up" not in _seconds:
         age = process_age()
         _seconds["start-up"] = age if age is not None else 0.0
+        if age is not None and _steps:
+            ends = [*_steps, ("the rest", age)]
+            log.info("start-up %.1f s: %s", age, ", ".join(
+                f"{name} {end - before:.1f}" for (name, end), before
+                in zip(ends, [0.0] + [end for _, end in ends])))
 
 
 @contextmanager

@@ -78,3 +78,22 @@ def test_work_alongside_the_phases_is_timed_apart_and_shown_beside_the_search():
     assert line == ("wall time 32.0 s: search 30.0 (compile wait 8.0, re-timing alongside 20.0), "
                     "other 2.0")
     wall_clock.reset()
+
+
+def test_the_start_up_steps_are_logged_with_their_own_seconds_when_the_first_bucket_begins(caplog):
+    wall_clock.reset()
+    wall_clock.start_up_step("imports")
+    time.sleep(0.05)
+    wall_clock.start_up_step("plan")
+    with caplog.at_level("INFO", logger="autotune.wall_clock"):
+        wall_clock.mark_started()
+    line = caplog.messages[-1]
+    total = wall_clock.seconds()["start-up"]
+    assert line.startswith(f"start-up {total:.1f} s: imports ")
+    steps = dict(part.rsplit(" ", 1) for part in line.split(": ", 1)[1].split(", "))
+    assert list(steps) == ["imports", "plan", "the rest"]
+    assert float(steps["plan"]) >= 0.0 and abs(sum(map(float, steps.values())) - total) < 0.2
+    wall_clock.start_up_step("late")  # after the start: nothing more to tell
+    wall_clock.reset()
+    wall_clock.mark_started()  # a later run in this process starts with no steps of the first
+    assert len([m for m in caplog.messages if m.startswith("start-up")]) == 1

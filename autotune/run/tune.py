@@ -45,8 +45,15 @@ def tune(plan: Plan, bench: Optional[Benchmarker] = None) -> TuneResult:
     if bench is not None:
         return _tune_here(plan, open_storage(plan.storage), bench, owns_bench=False)
     with hold_gpu(plan):  # one measurer per GPU: held until the benchmarker is closed
-        return _tune_here(plan, open_storage(plan.storage), open_benchmarker(plan),
-                          owns_bench=True)
+        bench = open_benchmarker(plan)  # its processes start up while the storage opens
+        wall_clock.start_up_step("benchmarker started")
+        try:
+            storage = open_storage(plan.storage)
+        except BaseException:
+            bench.close()
+            raise
+        wall_clock.start_up_step("storage")
+        return _tune_here(plan, storage, bench, owns_bench=True)
 
 
 def _tune_here(plan: Plan, storage: optuna.storages.BaseStorage, bench: Benchmarker,
