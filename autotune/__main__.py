@@ -129,7 +129,7 @@ def bucket_line(outcome, entry: Optional[dict], settled: Optional[dict]) -> str:
 def wall_time_line(seconds: dict) -> str:
     """`wall time 52.3 s: start-up 8.1, search 30.2 (compile wait 5.0, re-timing alongside 9.1),
     ...`: what overlaps the search is told beside it, not added."""
-    within = (*wall_clock.WAITS, wall_clock.ALONGSIDE)
+    within = (*wall_clock.WAITS, wall_clock.ALONGSIDE, wall_clock.LOOP_ALONGSIDE)
     beside = ", ".join(f"{name} {seconds[name]:.1f}" for name in within
                        if seconds.get(name, 0.0) >= 0.05)  # what rounds to 0.0 is left out
     parts = [f"{name} {s:.1f}" + (f" ({beside})" if name == "search" and beside else "")

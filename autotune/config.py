@@ -174,6 +174,10 @@ class Config:
     # Re-time a finished bucket while the next one searches, in the GPU's idle time between the
     # search's measurements (run/settler.py); false: before it. The replay tables never do.
     retime_alongside: bool = True
+    # Two bucket loops on the one GPU: one up from the smallest batch size (the tuner's own work
+    # and compiles hold it up more than the GPU does) and one down from the largest (mostly GPU
+    # time), measuring in turn (run/buckets.py); false: one loop up from the smallest.
+    from_both_ends: bool = True
     # Rounds of the check between buckets: it writes nothing into the file, only reports, so it
     # never takes the re-timing's extra rounds (a 1% margin to report a neighbour as faster).
     midpoint_rounds: int = 3

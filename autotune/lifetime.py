@@ -8,7 +8,8 @@ guards then end it when its parent is gone:
 - Linux's PR_SET_PDEATHSIG: the kernel sends SIGKILL at the parent's exit, whatever the cause
   (kill -9, the OOM killer, a crash). It fires when the parent's *thread* that started the child
   ends, so children are started from threads that live as long as the process: the main one, and
-  the thread that re-times finished buckets during the search (run/settler.py).
+  `lifelong_thread`s (the re-timing of finished buckets, run/settler.py; the second bucket loop,
+  run/buckets.py).
 - A thread waiting on multiprocessing's parent sentinel (a pipe the kernel closes when the parent
   dies), for what the first misses: a parent that died before the child set it, and systems
   without prctl.
@@ -25,9 +26,24 @@ import os
 import signal
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import wait
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+_threads: dict[str, ThreadPoolExecutor] = {}
+_threads_lock = threading.Lock()
+
+
+def lifelong_thread(name: str) -> ThreadPoolExecutor:
+    """The process's one thread of this name, for its whole life, never shut down: processes it
+    starts (a measuring worker replaced after a fault, compile processes) are killed by the
+    kernel when the thread that started them ends, so it must outlive them, as the main thread
+    does."""
+    with _threads_lock:
+        if name not in _threads:
+            _threads[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        return _threads[name]
 
 
 def die_with_parent() -> None:

@@ -12,7 +12,7 @@ import importlib.metadata
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from autotune.bench.replay import ReplayBenchmarker
 from autotune.config import MAX_BATCH_SIZE, VLLM_BUCKETS, BenchmarkConfig, Config, unknown_keys
@@ -116,7 +116,7 @@ class Plan:
             + (f", patience {c.patience}" if c.patience else "")
             + (f"; a first look at each config, pruned {100 * c.pruner.margin:.0f}% behind the best"
                if c.pruner.name == "screen" else ""),
-            f"buckets    {' '.join(map(str, self.buckets))}",
+            f"buckets    {' '.join(map(str, self.buckets))}" + self._loops_note(),
             f"storage    {self.storage}" + self.storage_note()
             + (f" (shared by {c.workers} workers)" if c.workers > 1 else ""),
             f"studies    {self.study_name(self.buckets[0])}"
@@ -138,6 +138,16 @@ class Plan:
         if self.interpreter_warning():
             lines.append(f"warning    {self.interpreter_warning()}")
         return "\n".join(lines)
+
+    def _loops_note(self) -> str:
+        """How the buckets are gone through (run/buckets.py)."""
+        c = self.cfg
+        if not (c.from_both_ends and c.workers == 1 and self.benchmark_kind != "replay"):
+            return ""
+        low, high = split_for_two_loops(self.buckets)
+        if not high:
+            return ""
+        return f" (two loops: up from {low[0]} to {low[-1]}, down from {high[0]} to {high[-1]})"
 
     def shared_memory_lines(self) -> list[str]:
         """How the space's shared-memory limit was decided, for a GPU preset with a known limit."""
@@ -165,6 +175,15 @@ class Plan:
             text += ("; with VLLM_TRITON_USE_TD=1 vLLM runs its tensor-descriptor path, which is "
                      "not timed here")
         return text
+
+
+def split_for_two_loops(buckets: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The two bucket loops' shares (run/buckets.py): the smaller half of the batch sizes, tuned
+    up from the smallest, and the larger half, tuned down from the largest. Each bucket still
+    starts from a tuned neighbour's winners, and the two meet in the middle."""
+    Ms = sorted(buckets)
+    half = (len(Ms) + 1) // 2
+    return Ms[:half], Ms[half:][::-1]
 
 
 def _check_dtype_on_device(dtype: str, device: DeviceSpec) -> None:

@@ -6,7 +6,8 @@ so the phases add up to the time they cover. Start-up is the time from the proce
 has its own clock: with workers=N the parent's search is its workers' whole run.
 
 Work a background thread does while the phases go on (re-timing alongside the search:
-run/settler.py) is timed apart, as ALONGSIDE: it overlaps the phases, so it is not one of them.
+run/settler.py; the second bucket loop: run/buckets.py) is timed apart, as ALONGSIDE and
+LOOP_ALONGSIDE: it overlaps the phases, so it is not one of them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ PHASES = ("start-up", "search", "re-timing", "correctness", "midpoints", "files"
 WAITS = {"compile wait": "compile_wait_seconds", "worker start": "worker_start_wait_seconds"}
 # A background thread's work during the search (the re-timing of finished buckets).
 ALONGSIDE = "re-timing alongside"
+# The second bucket loop's search, in a thread of its own (run/buckets.py).
+LOOP_ALONGSIDE = "larger buckets alongside"
 
 _seconds: dict[str, float] = {}
 _stack: list[list] = []  # [name, time the innermost phase last resumed]; the main thread's
@@ -81,9 +84,9 @@ def phase(name: str) -> Iterator[None]:
 
 
 @contextmanager
-def alongside() -> Iterator[None]:
+def alongside(name: str = ALONGSIDE) -> Iterator[None]:
     """This thread's work overlaps the phases of the run's own thread: the whole block counts as
-    ALONGSIDE, the phases inside it not at all."""
+    `name` (ALONGSIDE, LOOP_ALONGSIDE), the phases inside it not at all."""
     _background.active = True
     start = time.monotonic()
     try:
@@ -91,7 +94,7 @@ def alongside() -> Iterator[None]:
     finally:
         _background.active = False
         with _lock:
-            _seconds[ALONGSIDE] = _seconds.get(ALONGSIDE, 0.0) + time.monotonic() - start
+            _seconds[name] = _seconds.get(name, 0.0) + time.monotonic() - start
 
 
 @contextmanager
@@ -109,7 +112,8 @@ def waiting_for_background(name: str) -> Iterator[None]:
 def seconds() -> dict[str, float]:
     """The phases timed so far, in run order, ALONGSIDE if any, and the process's age as
     `total`."""
-    out = {p: round(_seconds[p], 2) for p in (*PHASES, ALONGSIDE) if p in _seconds}
+    out = {p: round(_seconds[p], 2) for p in (*PHASES, ALONGSIDE, LOOP_ALONGSIDE)
+           if p in _seconds}
     age = process_age()
     if age is not None:
         out["total"] = round(age, 2)

@@ -2,6 +2,7 @@
 validates the config, so this checks the pool's bookkeeping, not Triton's compiler)."""
 
 import multiprocessing
+import threading
 
 import numpy as np
 
@@ -52,7 +53,7 @@ def test_speculation_uses_spare_workers_only_and_counts_each_config_once():
             assert p.wait(config, 16)[1] is None
         assert p.compiled == len(CONFIGS)
         p.speculate([(c, 64) for c in CONFIGS])  # same side of the shortcut: already compiled
-        assert not p._later and not p._speculating
+        assert not any(p._later.values()) and not p._speculating
     finally:
         p.close()
 
@@ -62,10 +63,10 @@ def test_a_forecast_goes_in_front_of_the_list_left_to_compile():
     p.workers = RESERVED_WORKERS  # no spare worker either, so nothing leaves the list
     p.speculate([(c, 16) for c in CONFIGS[:3]])
     p.speculate([(CONFIGS[2], 16), (CONFIGS[3], 16)], first=True)
-    assert list(p._later) == [(CONFIGS[2], 16), (CONFIGS[3], 16), (CONFIGS[0], 16),
+    assert list(p._later[threading.get_ident()]) == [(CONFIGS[2], 16), (CONFIGS[3], 16), (CONFIGS[0], 16),
                               (CONFIGS[1], 16)]
     p.speculate([(CONFIGS[1], 16)])  # a plain list replaces it
-    assert list(p._later) == [(CONFIGS[1], 16)]
+    assert list(p._later[threading.get_ident()]) == [(CONFIGS[1], 16)]
 
 
 def test_started_ahead_every_worker_process_is_up_before_the_first_config():
@@ -82,6 +83,23 @@ def test_started_ahead_every_worker_process_is_up_before_the_first_config():
         p.close()
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
                    for pid in pids)
+
+
+def test_two_threads_speculative_lists_are_kept_apart_and_taken_in_turn():
+    p = pool(0)  # no process: only the lists are looked at
+    p.workers = RESERVED_WORKERS  # no spare worker either, so nothing leaves the lists
+    p.speculate([(c, 1) for c in CONFIGS[:1]])  # the loop up from the smallest batch size
+    other = threading.Thread(target=p.speculate, args=([(c, 4096) for c in CONFIGS[1:3]],))
+    other.start()
+    other.join()
+    p.speculate([(CONFIGS[3], 1)])  # replaces this thread's list only
+    assert [list(later) for later in p._later.values()] == [
+        [(CONFIGS[3], 1)], [(CONFIGS[1], 4096), (CONFIGS[2], 4096)]]
+    p.workers = RESERVED_WORKERS + 2  # two spare workers: one config from each list
+    p._submit = lambda config, M: (config, M)  # noqa: E731 - what would be compiled, not a future
+    p._speculating = []
+    p._speculate_more()
+    assert p._speculating == [(CONFIGS[3], 1), (CONFIGS[1], 4096)]
 
 
 def test_no_workers_means_no_pool():

@@ -100,7 +100,7 @@ def test_layer_stack_inputs_give_each_layer_its_own_weights_and_routing():
                 assert not (a.x == b.x).all()  # other hidden states
 
 
-def test_weights_are_drawn_once_and_two_batch_sizes_inputs_are_kept():
+def test_weights_are_drawn_once_and_four_batch_sizes_inputs_are_kept():
     import torch
 
     from autotune.bench.timing import TimerSpec, _Problem
@@ -111,8 +111,11 @@ def test_weights_are_drawn_once_and_two_batch_sizes_inputs_are_kept():
     at2 = problem.inputs(M=2, copies=4)
     assert [a.weights for a in at8] == [a.weights for a in at2]  # the same tensors, not copies
     assert problem.inputs(M=8, copies=4) is at8  # the search and the re-timing alternate
-    problem.inputs(M=4, copies=4)
-    again = problem.inputs(M=2, copies=4)  # M=2 was the least recent of three: drawn again,
+    for M in (4, 16):  # two loops' and the re-timing's batch sizes alternate
+        problem.inputs(M=M, copies=4)
+    assert problem.inputs(M=8, copies=4) is at8
+    problem.inputs(M=64, copies=4)
+    again = problem.inputs(M=2, copies=4)  # M=2 was the least recent of five: drawn again,
     assert again is not at2  # from the same seeds
     assert all(torch.equal(a.x, b.x) and torch.equal(a.topk_ids, b.topk_ids)
                for a, b in zip(again, at2))

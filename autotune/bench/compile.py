@@ -78,7 +78,8 @@ class CompilePool:
         self._pool: Optional[ProcessPoolExecutor] = None
         self._futures: dict[tuple, Future] = {}
         self._counted: set[tuple] = set()
-        self._later: deque[tuple[dict, int]] = deque()  # speculative, best first
+        # Speculative lists, best first: one per thread that speculates (each bucket loop).
+        self._later: dict[int, deque[tuple[dict, int]]] = {}
         self._speculating: list[Future] = []
         self.compile_seconds = 0.0  # CPU time of compiles, summed over workers
         self.compiled = 0
@@ -105,16 +106,20 @@ class CompilePool:
     def speculate(self, candidates: Iterable[tuple[Mapping[str, int], int]],
                   first: bool = False) -> None:
         """Compile these (config, M) pairs, likeliest first, with spare workers; replaces the
-        previous list, or goes in front of what is left of it (first=True)."""
+        calling thread's previous list, or goes in front of what is left of it (first=True).
+        The lists of two threads (two bucket loops) are compiled in turn."""
         if self.workers <= 0:
             return
         with self._lock:
             new = [(dict(c), M) for c, M in candidates if self._key(c, M) not in self._futures]
+            mine = threading.get_ident()
             if first:
                 keys = {self._key(c, M) for c, M in new}
-                new += [(c, M) for c, M in self._later if self._key(c, M) not in keys]
-            self._later = deque(new)
+                new += [(c, M) for c, M in self._later.get(mine, ())
+                        if self._key(c, M) not in keys]
+            self._later[mine] = deque(new)
             self._speculate_more()
+
 
     def wait(self, config: Mapping[str, int], M: int) -> tuple[float, Optional[str]]:
         """Block until the config is compiled: (seconds waited, compile error or None)."""
@@ -162,10 +167,16 @@ class CompilePool:
         """Keep the spare workers busy with the speculative list."""
         self._speculating = [f for f in self._speculating if not f.done()]
         spare = self.workers - RESERVED_WORKERS
-        while self._later and len(self._speculating) < spare:
-            config, M = self._later.popleft()
-            if self._key(config, M) not in self._futures:
-                self._speculating.append(self._submit(config, M))
+        while len(self._speculating) < spare:
+            lists = [later for later in self._later.values() if later]
+            if not lists:
+                return
+            for later in lists:  # one from each list in turn
+                config, M = later.popleft()
+                if self._key(config, M) not in self._futures:
+                    self._speculating.append(self._submit(config, M))
+                    if len(self._speculating) >= spare:
+                        return
 
     def close(self) -> None:
         with self._lock:

@@ -108,11 +108,12 @@ def _quantiles(samples: list[float]) -> tuple[float, float]:
 
 class _Problem:
     """Random inputs, per batch size: the layers' weights are drawn once (they do not depend on M),
-    the hidden states and routing of the last two batch sizes are kept. Re-timing a bucket
-    alongside the next one's search alternates two batch sizes (run/settler.py), and drawing the
-    weights again at every switch would take longer than many measurements."""
+    the hidden states and routing of the last four batch sizes are kept. The two bucket loops
+    (run/buckets.py) and the re-timing of a finished bucket alongside them (run/settler.py)
+    alternate three or four batch sizes, and drawing them again at every switch would take
+    longer than many measurements."""
 
-    KEPT = 2  # batch sizes whose hidden states and routing stay alive
+    KEPT = 4  # batch sizes whose hidden states and routing stay alive
 
     def __init__(self, spec: TimerSpec, device: str):
         self.spec = spec

@@ -51,8 +51,8 @@ def load_settings(sampler: str, pruner: str, overrides: Sequence[str], **top: An
             raise UserError(f"--set {item}: {str(exc).splitlines()[0]}") from None
     settings = Settings(sampler=OmegaConf.to_object(nodes["sampler"]),  # type: ignore[arg-type]
                         pruner=OmegaConf.to_object(nodes["pruner"]), **top)  # type: ignore
-    if settings.neighbours not in ("none", "below", "both"):
-        raise UserError(f"--neighbours {settings.neighbours}: use none, below or both")
+    if settings.neighbours not in ("none", "below", "ends", "both"):
+        raise UserError(f"--neighbours {settings.neighbours}: use none, below, ends or both")
     if settings.budget < 1:
         raise UserError(f"--budget {settings.budget}: must be at least 1")
     if settings.patience is not None and settings.patience < 1:
@@ -87,7 +87,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--patience", type=int, default=None, help="stop after this many "
                    "measurements without a 0.5%% gain (default: none)")
     p.add_argument("--neighbours", default="none", help="warm starts from neighbouring "
-                   "buckets: none | below (tuned in ascending M, as a run) | both")
+                   "buckets: none | below (tuned in ascending M) | ends (from both ends, as a run) | both")
     p.add_argument("--noise-cv", type=float, default=0.0, help="emulated measurement noise")
     p.add_argument("--full-runs", action="store_true", help="never stop a run at the table's "
                    "optimum (to count what budget and patience really spend)")

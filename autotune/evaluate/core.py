@@ -13,8 +13,9 @@ Random search is the baseline: a random order of the constrained space, without 
 random sampling does once duplicates are answered from the study), measured to the end.
 
 Warm starts from neighbouring buckets (`--neighbours`) come from the tables of the same GPU and
-shape given: `below` tunes the tables in ascending M as a run does, each bucket warm-started from
-those before it; `both` first tunes every table alone, then each again warm-started from the
+shape given: `below` tunes the tables in ascending M, each bucket warm-started from those before
+it; `ends` as a run's two bucket loops do, one up from the smallest M and one down from the
+largest, in turn, each warm-started from the tuned buckets on its own side; `both` first tunes every table alone, then each again warm-started from the
 tuned tables on both sides. The prior never reads a shipped file or recorded table of a table's own
 GPU and shape (autotune/search/prior.py), so every table is judged leave-one-shape-out.
 
@@ -29,6 +30,7 @@ import random
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -49,6 +51,7 @@ from autotune.errors import UserError
 from autotune.evaluate.stats import Run, percentile, summarize
 from autotune.files.grid_table import GridTable
 from autotune.files.names import device_token
+from autotune.plan import split_for_two_loops
 from autotune.problem.shape import MoEShape
 from autotune.problem.space import SearchSpace
 from autotune.search.prior import PriorSource, PriorWeights, bucket_prior, load_prior_sources
@@ -134,6 +137,15 @@ def run_group(group: Group, settings: Settings, seed: int,
             tuned[M] = records
             runs.append(run)
         return runs
+    if settings.neighbours == "ends":
+        low, high = split_for_two_loops(Ms)
+        tuned, runs = {}, []
+        for M in [M for pair in zip_longest(low, high) for M in pair if M is not None]:
+            # Each loop starts from its own side's tuned buckets, as in a run.
+            side = {m: r for m, r in tuned.items() if (m < M if M in low else m > M)}
+            run, tuned[M] = _run_table(group, M, settings, seed, side, prior_files)
+            runs.append(run)
+        return sorted(runs, key=lambda r: r.M)
     alone = {M: _run_table(group, M, settings, seed, {}, prior_files, full=True)[1] for M in Ms}
     return [_run_table(group, M, settings, seed + 7919, {m: r for m, r in alone.items() if m != M},
                        prior_files)[0] for M in Ms]

@@ -93,7 +93,8 @@ def _wall_time(data: dict[str, Any]) -> list[str]:
              "start are the parts of the search and re-timing spent waiting for Triton "
              "compiles and for the measuring process to start (CUDA, the inputs). Re-timing "
              "alongside is the finished buckets' re-timing and checks done while the search went "
-             "on: it overlaps the search and is not part of the total.", "",
+             "on, larger buckets alongside the second bucket loop's search (down from the "
+             "largest batch size): both overlap the search and are not part of the total.", "",
              "| phase | seconds |", "|---|---:|"]
     lines += [f"| {'of which ' if name in wall_clock.WAITS else ''}{name} | {s:.1f} |"
               for name, s in seconds.items() if name != "total"]

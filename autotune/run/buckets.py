@@ -8,6 +8,8 @@ and handed to the sampler and the benchmarker.
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import wait
 from itertools import zip_longest
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Optional, Sequence
@@ -23,7 +25,8 @@ from autotune.bench.protocol import Reporting, Speculating
 from autotune.consolidate.entries import consolidate
 from autotune.consolidate.finalists import Consolidation
 from autotune.files.grid_table import write_grid_table
-from autotune.plan import Plan
+from autotune.lifetime import lifelong_thread
+from autotune.plan import Plan, split_for_two_loops
 from autotune.problem import vllm_rules
 from autotune.problem.space import Config
 from autotune.run.settler import Settler
@@ -60,66 +63,137 @@ def work(plan: Plan, studies: RunStudies, bench: Benchmarker, *, first: int = 0,
     """Work through the buckets, starting at index `first`, until every one is finished, and
     settle each bucket's entry as it finishes (alongside the next buckets' search: run/settler.py).
 
+    With `from_both_ends` (one run, a benchmarker whose worker serves threads in turn), two
+    loops share the work: this thread's up from the smallest batch size, and one down from the
+    largest in a thread of its own (`two_loops`); each bucket starts from the winners of the
+    tuned buckets on its own loop's side.
+
     A bucket whose remaining budget other runs are measuring is left and looked at again later,
     so runs sharing the storage (workers, cluster jobs) finish together and take over the work
     of a run that dies.
     """
     wall_clock.mark_started()
-    outcomes = {} if outcomes is None else outcomes
-    pending = plan.buckets[first:] + plan.buckets[:first]
-    priors: dict[int, Optional[np.ndarray]] = {}
-
-    def prior_of(M: int) -> Optional[np.ndarray]:
-        if M not in priors:
-            priors[M] = _prior(plan, M)
-        return priors[M]
-
+    loops = _Loops(plan, studies, bench, {} if outcomes is None else outcomes, on_measured,
+                   on_bucket)
     alongside = plan.cfg.retime_alongside and isinstance(bench, WorkerBenchmarker)
     with Settler(lambda M: _settle(plan, studies, bench, M), alongside) as settler:
+        if (plan.cfg.from_both_ends and plan.cfg.workers == 1
+                and isinstance(bench, WorkerBenchmarker)):
+            low, high = split_for_two_loops(plan.buckets)
+            two_loops(lambda halted: loops.run(low, settler, "below", halted),
+                      lambda halted: loops.run(high, settler, "above", halted))
+        else:
+            loops.run(plan.buckets[first:] + plan.buckets[:first], settler, None, lambda: False)
+        settler.finish()
+    return loops.outcomes
+
+
+class _Loops:
+    """What the bucket loops of a run share: the studies, the benchmarker, the buckets' priors
+    and outcomes."""
+
+    def __init__(self, plan: Plan, studies: RunStudies, bench: Benchmarker,
+                 outcomes: dict[int, BucketOutcome], on_measured: Callable[[Record], None],
+                 on_bucket: Callable[[], None]):
+        self.plan, self.studies, self.bench, self.outcomes = plan, studies, bench, outcomes
+        self.on_measured, self.on_bucket = on_measured, on_bucket
+        self._priors: dict[int, Optional[np.ndarray]] = {}
+
+    def prior_of(self, M: int) -> Optional[np.ndarray]:
+        if M not in self._priors:
+            self._priors[M] = _prior(self.plan, M)
+        return self._priors[M]
+
+    def run(self, pending: list[int], settler: Settler, side: Optional[str],
+            halted: Callable[[], bool]) -> None:
+        """Tune the pending buckets in their order (each starting from the tuned buckets on
+        `side` of it, or on both), settling each as it ends, until `halted()` or a stop."""
+        def stopping() -> bool:
+            return stop_requested() or halted()
+
         while pending:
             progressed = False
             for M in list(pending):
-                check_stop()
-                if M not in studies.tuned:
-                    study = studies.tune(M, make_sampler(plan.cfg.sampler, space=plan.space,
-                                                         prior=prior_of(M)),
-                                         make_pruner(plan.cfg.pruner))
-                    _describe_study(study, plan, M)
-                following = pending[pending.index(M) + 1:][:1]
-                ranked = [(m, prior_of(m)) for m in dict.fromkeys(
-                    [M] + following + _across_shortcut(plan, M, pending))]
-                warm = _warm_starts(plan, M, studies)
-                # The next bucket will mostly start from this one's first trials (the
-                # neighbours' winners): compiled for it too, ahead of the rankings.
-                _speculate(plan, bench, ranked,
-                           ahead=[(c, m) for m in following for _, c in warm])
-                outcome = _tune_bucket(plan, studies, bench, M, warm, on_measured)
-                outcomes[M] = _merge(outcomes.get(M), outcome)
-                on_bucket()
+                if stopping():
+                    raise KeyboardInterrupt
+                outcome = self._bucket(M, pending, side, stopping)
                 if outcome.stop_reason != StopReason.SHARED:
                     pending.remove(M)
                     progressed = True
-                    if following:  # and the next one's warm starts from this one, compile now
-                        ahead = [(c, m) for m in following for _, c in neighbour_bests(
-                            {M: outcome.records}, m, plan.cfg.sampler.neighbour_trials)]
-                        _speculate(plan, bench, ranked[1:], ahead=ahead)
-                    _finish_bucket(plan, bench, outcome)
                     settler.submit(M)
                 progressed = progressed or outcome.new_measurements > 0
             if pending and not progressed:
                 STOP.wait(POLL_S)
-        settler.finish()
-    return outcomes
+
+    def _bucket(self, M: int, pending: list[int], side: Optional[str],
+                stopping: Callable[[], bool]) -> BucketOutcome:
+        plan, studies, bench = self.plan, self.studies, self.bench
+        if M not in studies.tuned:
+            study = studies.tune(M, make_sampler(plan.cfg.sampler, space=plan.space,
+                                                 prior=self.prior_of(M)),
+                                 make_pruner(plan.cfg.pruner))
+            _describe_study(study, plan, M)
+        following = pending[pending.index(M) + 1:][:1]
+        ranked = [(m, self.prior_of(m)) for m in dict.fromkeys(
+            [M] + following + _across_shortcut(plan, M, pending))]
+        warm = _warm_starts(plan, M, studies, side)
+        # The next bucket will mostly start from this one's first trials (the neighbours'
+        # winners): compiled for it too, ahead of the rankings.
+        _speculate(plan, bench, ranked, ahead=[(c, m) for m in following for _, c in warm])
+        outcome = _tune_bucket(plan, studies, bench, M, warm, self.on_measured, stopping)
+        self.outcomes[M] = _merge(self.outcomes.get(M), outcome)
+        self.on_bucket()
+        if outcome.stop_reason != StopReason.SHARED:
+            if following:  # and the next one's warm starts from this one, compile now
+                ahead = [(c, m) for m in following for _, c in neighbour_bests(
+                    {M: outcome.records}, m, plan.cfg.sampler.neighbour_trials)]
+                _speculate(plan, bench, ranked[1:], ahead=ahead)
+            _finish_bucket(plan, bench, outcome)
+        return outcome
+
+
+def two_loops(here: Callable[[Callable[[], bool]], None],
+              there: Callable[[Callable[[], bool]], None]) -> None:
+    """Run `here` in this thread and `there` in the process's second-loop thread, each given a
+    `halted()` to check between trials: true once the other has failed, so it stops too. A
+    failure of either is raised here once both have ended (the other's own failure first, over
+    the interruption it caused here)."""
+    halt = threading.Event()
+
+    def guarded(body: Callable[[Callable[[], bool]], None]) -> None:
+        try:
+            body(halt.is_set)
+        except BaseException:
+            halt.set()
+            raise
+
+    def in_background() -> None:
+        with wall_clock.alongside(wall_clock.LOOP_ALONGSIDE):
+            guarded(there)
+
+    # A thread for the process's life: a measuring worker it restarts must not die with it.
+    other = lifelong_thread("autotune-loop").submit(in_background)
+    try:
+        guarded(here)
+    except BaseException as exc:
+        wait([other])
+        failure = other.exception()
+        if isinstance(exc, KeyboardInterrupt) and failure is not None and not isinstance(
+                failure, KeyboardInterrupt) and not stop_requested():
+            raise failure from None
+        raise
+    other.result()
 
 
 def _tune_bucket(plan: Plan, studies: RunStudies, bench: Benchmarker, M: int,
                  warm_starts: list[tuple[str, Config]],
-                 on_measured: Callable[[Record], None]) -> BucketOutcome:
+                 on_measured: Callable[[Record], None],
+                 should_stop: Callable[[], bool]) -> BucketOutcome:
     tuner = BucketTuner(study=studies.tuned[M], space=plan.space, bench=bench, M=M,
                         budget=bucket_budget(plan), patience=plan.cfg.patience,
                         exhaustive=plan.cfg.sampler.name == "grid",
                         lookahead=plan.cfg.sampler.lookahead,
-                        on_measured=on_measured, should_stop=stop_requested)
+                        on_measured=on_measured, should_stop=should_stop)
     return tuner.run(warm_starts=warm_starts)
 
 
@@ -134,12 +208,13 @@ def _finish_bucket(plan: Plan, bench: Benchmarker, outcome: BucketOutcome) -> No
 def _settle(plan: Plan, studies: RunStudies, bench: Benchmarker, M: int) -> None:
     """The bucket's entry, re-timed and checked, stored in its study as soon as its search is
     over: a Ctrl-C or kill later keeps it, and workers settle the buckets they finish. With the
-    bucket below already settled, the midpoint check between the two is made now too (alongside
-    the search, like the re-timing); the run's end looks it up instead of timing it."""
+    bucket below or above already settled, the midpoint check between the two is made now too
+    (alongside the search, like the re-timing); the run's end looks it up instead of timing it."""
     check_stop()
     below = max((m for m in plan.buckets if m < M), default=None)
-    consolidate_plan(plan, studies, bench,
-                     buckets=[below, M] if _settled(studies, below) else [M])
+    above = min((m for m in plan.buckets if m > M), default=None)
+    consolidate_plan(plan, studies, bench, buckets=[
+        m for m in (below, M, above) if m == M or _settled(studies, m)])
 
 
 def _settled(studies: RunStudies, M: Optional[int]) -> bool:
@@ -214,11 +289,15 @@ def _across_shortcut(plan: Plan, M: int, pending: list[int]) -> list[int]:
     return past[:1]
 
 
-def _warm_starts(plan: Plan, M: int, studies: RunStudies):
+def _warm_starts(plan: Plan, M: int, studies: RunStudies, side: Optional[str] = None):
     """The bucket's first trials (autotune/search/warm_starts.py), with the other buckets of the same
-    device, shape, space and benchmark in the storage (this run's or an earlier one's)."""
+    device, shape, space and benchmark in the storage (this run's or an earlier one's); with a
+    side, only those below or above M (a loop's own side: offline, the nearest tuned bucket on the
+    other loop's side, far away while the loops are apart, led MiniMax M=16 to miss its best in 6
+    of 10 repeats, `python -m autotune.evaluate --neighbours ends`)."""
     siblings = studies.siblings(plan.study(M).run)
-    tuned = _RecordsOnDemand({m: study for m, study in siblings.items() if m != M})
+    tuned = _RecordsOnDemand({m: study for m, study in siblings.items() if m != M and (
+        side is None or (m < M if side == "below" else m > M))})
     return first_trials(plan.space, plan.device.name, M, plan.cfg.sampler, tuned,
                         prior_files=plan.prior_sources if plan.cfg.sampler.prior_trials > 0 else None,
                         compared=plan.comparison.entries if plan.comparison else None)

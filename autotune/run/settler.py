@@ -12,27 +12,11 @@ replay tables, `retime_alongside=false`) each is settled in the loop.
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Callable, Optional
+from concurrent.futures import Future, wait
+from typing import Callable
 
 from autotune import wall_clock
-
-# One settling thread for the process's whole life, never shut down. Processes it starts (a
-# measuring worker replaced after a fault, compile processes) are killed by the kernel when the
-# thread that started them ends (autotune/lifetime.py), so it must outlive them, as the main
-# thread does.
-_thread: Optional[ThreadPoolExecutor] = None
-_thread_lock = threading.Lock()
-
-
-def _settling_thread() -> ThreadPoolExecutor:
-    global _thread
-    with _thread_lock:
-        if _thread is None:
-            _thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autotune-settle")
-        return _thread
-
+from autotune.lifetime import lifelong_thread
 
 class Settler:
     """`with Settler(settle, alongside) as settler:` ... `settler.submit(M)` as each bucket's
@@ -40,7 +24,8 @@ class Settler:
 
     def __init__(self, settle: Callable[[int], None], alongside: bool):
         self._settle = settle
-        self._thread = _settling_thread() if alongside else None
+        # One settling thread for the process's whole life (autotune/lifetime.py).
+        self._thread = lifelong_thread("autotune-settle") if alongside else None
         self._pending: list[Future] = []
 
     def __enter__(self) -> "Settler":

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# GPU campaign, session 16: whole tunes of qwen3_30b_a3b_tp1 (bf16 and fp8 block) with this
+# checkout's defaults (two bucket loops, the compile pool forked from a preloaded server) against
+# session 15's final code (b9a55a6, unpacked in .base/ from .whl/base.tgz, which is
+# `git archive b9a55a6 autotune conf search_spaces` gzipped), each from an empty storage and its
+# own empty Triton cache; the files re-timed in another process at 5 + 20 replays (the judge); a
+# cold compile pool taken apart, spawned and forked (../speed/profile_compile_pool.py); the GPU
+# tests.
+#
+#   PHASE=1 STEPS="pool base_bf16 new_bf16 judge_bf16" bash benchmarks/campaign/gpu_speed_8.sh
+#   PHASE=2 STEPS="base_fp8 new_fp8 judge_fp8 gputest" bash benchmarks/campaign/gpu_speed_8.sh
+#
+# judge_* compares the new file with the base file of this call, or else of an earlier call
+# committed under $KEPT (a call's machine does not outlive it), and with vLLM's shipped H200 file.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+source benchmarks/campaign/setup.sh
+[ -d .base ] || { mkdir .base && tar xzf .whl/base.tgz -C .base; }
+R=/tmp/s16; PHASE=${PHASE:-1}; TAG=${TAG:-new}; mkdir -p "$R"
+KEPT=${KEPT:-benchmarks/speed/h200/session16}
+source benchmarks/campaign/steps.sh
+smi | tee -a "$R/gpu_$PHASE.csv"
+python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$R/campaign_$PHASE.log"
+pack() { tar czf "$OUT/s16_$PHASE.tgz" --exclude 'triton*' -C /tmp s16; }
+source benchmarks/campaign/qwen3.sh
+log "steps: $STEPS"
+for step in $STEPS; do
+  d=${step#*_}; dt="DTYPE_$d[@]"; shipped="SHIPPED_$d"
+  case $step in
+    gputest) timeout 240 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu_bench.py \
+               tests/test_benchmarker_contract.py > $R/gpu_tests.log 2>&1; log "gputest rc=$?"
+             tail -3 $R/gpu_tests.log ;;
+    pool) timeout 240 python3 benchmarks/speed/profile_compile_pool.py --out $R/pool_profile.json \
+            --workers 14 --start spawn forkserver > $R/pool_profile.log 2>&1; log "pool rc=$?"; cat $R/pool_profile.log ;;
+    new_*) TRITON_CACHE_DIR=$R/triton_${d}_$TAG TUNE_TAIL=3 \
+             tune qwen3_${d}_$TAG 240 $SHAPE "${!shipped}" "${!dt}" ;;
+    base_*) (cd .base && PYTHONPATH=/tmp/site:$PWD TRITON_CACHE_DIR=$R/triton_${d}_base \
+             TUNE_TAIL=3 tune qwen3_${d}_base 240 $SHAPE "$OLDPWD/${!shipped}" "${!dt}") ;;
+    judge_*) base=$(ls $R/qwen3_${d}_base/E=*.json $KEPT/qwen3_${d}_base/E=*.json 2>/dev/null | head -1)
+             TRITON_CACHE_DIR=$R/triton_${d}_$TAG compare qwen3_${d}_${TAG}_judge 150 --shape $SHAPE \
+               --shipped "${!shipped}" --rounds 5 --tuned "$TAG=$(ls $R/qwen3_${d}_$TAG/E=*.json)" \
+               ${base:+base=$base} -- "${JUDGE[@]}" "${!dt}" ;;
+  esac
+  pack
+done
+smi | tee -a "$R/gpu_$PHASE.csv"
