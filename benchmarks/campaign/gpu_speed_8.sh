@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # GPU campaign, session 16: whole tunes of qwen3_30b_a3b_tp1 (bf16 and fp8 block) with this
-# checkout's defaults (two bucket loops, the compile pool forked from a preloaded server) against
+# checkout's defaults (the compile pool forked from a preloaded server; TAG=two adds the two
+# bucket loops, `from_both_ends`) against
 # session 15's final code (b9a55a6, unpacked in .base/ from .whl/base.tgz, which is
 # `git archive b9a55a6 autotune conf search_spaces` gzipped), each from an empty storage and its
 # own empty Triton cache; the files re-timed in another process at 5 + 20 replays (the judge); a
 # cold compile pool taken apart, spawned and forked (../speed/profile_compile_pool.py); the GPU
 # tests.
 #
-#   PHASE=1 STEPS="pool base_bf16 new_bf16 judge_bf16" bash benchmarks/campaign/gpu_speed_8.sh
-#   PHASE=2 STEPS="base_fp8 new_fp8 judge_fp8 gputest" bash benchmarks/campaign/gpu_speed_8.sh
+#   PHASE=1 STEPS="pool base_bf16 new_bf16 judge_bf16" bash benchmarks/campaign/gpu_speed_8.sh &&
+#   PHASE=1 TAG=two NEW_ARGS=from_both_ends=true STEPS="new_bf16 judge_bf16" \
+#     bash benchmarks/campaign/gpu_speed_8.sh
+#   PHASE=2 STEPS="base_fp8 new_fp8 judge_fp8 gputest" bash benchmarks/campaign/gpu_speed_8.sh &&
+#   PHASE=2 TAG=two NEW_ARGS=from_both_ends=true STEPS="new_fp8 judge_fp8" \
+#     bash benchmarks/campaign/gpu_speed_8.sh
+#
+# NEW_ARGS: overrides of the new_* tunes (`two`: the two bucket loops, off by default until
+# measured). Not run yet: session 16 was lent no GPU.
 #
 # judge_* compares the new file with the base file of this call, or else of an earlier call
 # committed under $KEPT (a call's machine does not outlive it), and with vLLM's shipped H200 file.
@@ -16,7 +24,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 source benchmarks/campaign/setup.sh
 [ -d .base ] || { mkdir .base && tar xzf .whl/base.tgz -C .base; }
-R=/tmp/s16; PHASE=${PHASE:-1}; TAG=${TAG:-new}; mkdir -p "$R"
+R=/tmp/s16; PHASE=${PHASE:-1}; TAG=${TAG:-new}; NEW_ARGS=${NEW_ARGS:-}; mkdir -p "$R"
 KEPT=${KEPT:-benchmarks/speed/h200/session16}
 source benchmarks/campaign/steps.sh
 smi | tee -a "$R/gpu_$PHASE.csv"
@@ -33,7 +41,7 @@ for step in $STEPS; do
     pool) timeout 240 python3 benchmarks/speed/profile_compile_pool.py --out $R/pool_profile.json \
             --workers 14 --start spawn forkserver > $R/pool_profile.log 2>&1; log "pool rc=$?"; cat $R/pool_profile.log ;;
     new_*) TRITON_CACHE_DIR=$R/triton_${d}_$TAG TUNE_TAIL=3 \
-             tune qwen3_${d}_$TAG 240 $SHAPE "${!shipped}" "${!dt}" ;;
+             tune qwen3_${d}_$TAG 240 $SHAPE "${!shipped}" "${!dt}" $NEW_ARGS ;;
     base_*) (cd .base && PYTHONPATH=/tmp/site:$PWD TRITON_CACHE_DIR=$R/triton_${d}_base \
              TUNE_TAIL=3 tune qwen3_${d}_base 240 $SHAPE "$OLDPWD/${!shipped}" "${!dt}") ;;
     judge_*) base=$(ls $R/qwen3_${d}_base/E=*.json $KEPT/qwen3_${d}_base/E=*.json 2>/dev/null | head -1)
