@@ -15,8 +15,11 @@
 #   PHASE=2 TAG=two NEW_ARGS=from_both_ends=true STEPS="new_fp8 judge_fp8" \
 #     bash benchmarks/campaign/gpu_speed_8.sh
 #
+#   PHASE=3 TAG=journal JOURNAL=1 STEPS="new_bf16 judge_bf16" bash benchmarks/campaign/gpu_speed_8.sh
+#
 # NEW_ARGS: overrides of the new_* tunes (`two`: the two bucket loops, off by default until
-# measured). Not run yet: session 16 was lent no GPU.
+# measured); JOURNAL=1: the studies in a journal file (on a 2-core CPU a third of SQLite's time per
+# trial). Not run yet: session 16 was lent no GPU.
 #
 # judge_* compares the new file with the base file of this call, or else of an earlier call
 # committed under $KEPT (a call's machine does not outlive it), and with vLLM's shipped H200 file.
