@@ -14,7 +14,9 @@ through vLLM's small-M shortcut, so a binary compiled for one bucket serves the 
 The pool's processes are forked from a server process that has imported torch, Triton and the
 kernels once (multiprocessing's forkserver): spawned one by one, 14 processes importing them at
 once took 4-6 s on an H200 host before their first compile. The server never touches CUDA, so its
-children start as clean as spawned ones, and it ends with the process that started it.
+children start as clean as spawned ones, and it ends with the process that started it. It is
+started with the process's first pool and keeps the environment of that moment (TRITON_CACHE_DIR
+and the like, set before a run starts, are seen).
 
 A compile error here is counted, not final: the measuring worker decides whether a config runs.
 Two threads may use the pool at once (the search, and the re-timing alongside it).

@@ -235,7 +235,7 @@ def abandon_mine(studies: RunStudies) -> None:
     """Fail this process's trials still RUNNING (Ctrl-C landed outside a measurement)."""
     with uninterrupted():
         try:
-            for study in studies.tuned.values():
+            for study in list(studies.tuned.values()):
                 for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                     if is_mine(t.user_attrs.get(TrialAttr.WORKER)):
                         study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)

@@ -103,5 +103,6 @@ def _recount(bar: tqdm, studies: dict[int, optuna.Study], budget: int) -> None:
     """Set the bar from the storage: other runs may have measured too."""
     if bar.disable:
         return
-    done = sum(min(budget, len(read_records(s))) for s in studies.values())
+    # A copy: the other bucket loop may be adding a study meanwhile.
+    done = sum(min(budget, len(read_records(s))) for s in list(studies.values()))
     bar.update(done - bar.n)
