@@ -9,7 +9,14 @@ import numpy as np
 from autotune.bench.compile import RESERVED_WORKERS, CompilePool
 from autotune.bench.gpu import timer_spec
 from autotune.plan import build_plan
-from autotune.run.buckets import _across_shortcut, _prior, _speculate, _warm_starts, work
+from autotune.run.buckets import (
+    _across_shortcut,
+    _prior,
+    _speculate,
+    _warm_starts,
+    compile_first_trials,
+    work,
+)
 from autotune.search.warm_starts import ranked_records
 from autotune.study.records import read_records
 from autotune.study.storage import open_storage
@@ -192,6 +199,25 @@ def test_the_first_bucket_past_the_small_m_shortcut_is_ranked_from_the_first_buc
     pending = [1, 2, 4, 8, 16, 64]
     assert [_across_shortcut(plan, M, pending) for M in pending] == [[16]] * 4 + [[], []]
     assert _across_shortcut(plan, 1, [1, 2]) == []  # none left past it
+
+
+class PrepareRecorder:
+    def __init__(self):
+        self.prepared = []
+
+    def prepare(self, configs, M):
+        self.prepared.append((list(configs), M))
+
+
+def test_the_first_buckets_first_trials_are_handed_over_before_any_study_exists(tmp_path):
+    plan = build_plan(compose(*replay_args(tmp_path)))
+    bench = PrepareRecorder()
+    compile_first_trials(plan, bench)
+    assert not (tmp_path / "studies.db").exists()
+    [(configs, M)] = bench.prepared  # one loop: its first bucket
+    assert M == plan.buckets[0]
+    assert configs == [c for _, c in _warm_starts(plan, M, plan.studies(open_storage(
+        plan.storage)))]  # what the bucket starts from, with no bucket tuned yet
 
 
 def test_two_threads_waiting_on_the_same_configs_compile_each_once():

@@ -15,9 +15,10 @@ random sampling does once duplicates are answered from the study), measured to t
 Warm starts from neighbouring buckets (`--neighbours`) come from the tables of the same GPU and
 shape given: `below` tunes the tables in ascending M, each bucket warm-started from those before
 it; `ends` as a run's two bucket loops do, one up from the smallest M and one down from the
-largest, in turn, each warm-started from the tuned buckets on its own side; `both` first tunes every table alone, then each again warm-started from the
-tuned tables on both sides. The prior never reads a shipped file or recorded table of a table's own
-GPU and shape (autotune/search/prior.py), so every table is judged leave-one-shape-out.
+largest, in turn, each warm-started from the tuned buckets on its own side; `both` first tunes
+every table alone, then each again warm-started from the tuned tables on both sides. The prior
+never reads a shipped file or recorded table of a table's own GPU and shape
+(autotune/search/prior.py), so every table is judged leave-one-shape-out.
 
 The last line is machine-readable:
 `median_evals_to_1pct=NN p90_evals_to_1pct=NN miss_rate=F ... tables=N repeats=R`.

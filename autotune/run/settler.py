@@ -18,6 +18,7 @@ from typing import Callable
 from autotune import wall_clock
 from autotune.lifetime import lifelong_thread
 
+
 class Settler:
     """`with Settler(settle, alongside) as settler:` ... `settler.submit(M)` as each bucket's
     search ends ... `settler.finish()`; leaving the block early (a stop, an error) closes it."""

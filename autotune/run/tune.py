@@ -20,7 +20,13 @@ from autotune import wall_clock
 from autotune.bench import Benchmarker, open_benchmarker
 from autotune.bench.protocol import Reporting
 from autotune.plan import Plan
-from autotune.run.buckets import abandon_mine, bucket_budget, consolidate_plan, work
+from autotune.run.buckets import (
+    abandon_mine,
+    bucket_budget,
+    compile_first_trials,
+    consolidate_plan,
+    work,
+)
 from autotune.run.gpu_lock import hold_gpu
 from autotune.run.outputs import finish
 from autotune.run.result import TuneResult
@@ -46,8 +52,9 @@ def tune(plan: Plan, bench: Optional[Benchmarker] = None) -> TuneResult:
         return _tune_here(plan, open_storage(plan.storage), bench, owns_bench=False)
     with hold_gpu(plan):  # one measurer per GPU: held until the benchmarker is closed
         bench = open_benchmarker(plan)  # its processes start up while the storage opens
-        wall_clock.start_up_step("benchmarker started")
         try:
+            compile_first_trials(plan, bench)
+            wall_clock.start_up_step("benchmarker started")
             storage = open_storage(plan.storage)
         except BaseException:
             bench.close()
