@@ -2,6 +2,8 @@
 size in the run's thread, one down from the largest in a thread of its own."""
 
 import json
+import os
+import signal
 import threading
 import time
 
@@ -65,6 +67,24 @@ def test_a_failure_here_halts_the_other_loop_before_it_is_raised():
     with pytest.raises(ValueError, match="a bug"):
         two_loops(here, there)
     assert other_ended.is_set()  # it had ended when the failure came out
+
+
+def test_interrupted_while_waiting_for_the_other_loop_it_halts_it_and_waits_for_its_end():
+    ended = threading.Event()
+
+    def here(halted):  # Ctrl-C while this thread waits for there
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    def there(halted):
+        while not halted():  # a trial in flight, then the check
+            time.sleep(0.01)
+        time.sleep(0.1)
+        ended.set()
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        two_loops(here, there)
+    assert ended.is_set()  # the benchmarker may be closed now: nothing measures with it
 
 
 def test_each_loop_starts_a_bucket_from_its_own_sides_tuned_buckets(tmp_path):

@@ -197,13 +197,18 @@ def two_loops(here: Callable[[Callable[[], bool]], None],
     try:
         guarded(here)
     except BaseException as exc:
-        wait([other])
+        wait([other])  # it measures with the caller's benchmarker: ended before that closes
         failure = other.exception()
         if isinstance(exc, KeyboardInterrupt) and failure is not None and not isinstance(
                 failure, KeyboardInterrupt) and not stop_requested():
             raise failure from None
         raise
-    other.result()
+    try:
+        other.result()
+    finally:
+        if not other.done():  # a second Ctrl-C here: it stops at its next check
+            halt.set()
+            wait([other])
 
 
 def _tune_bucket(plan: Plan, studies: RunStudies, bench: Benchmarker, M: int,
