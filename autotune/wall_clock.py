@@ -61,6 +61,7 @@ def mark_started() -> None:
             log.info("start-up %.1f s: %s", age, ", ".join(
                 f"{name} {end - before:.1f}" for (name, end), before
                 in zip(ends, [0.0] + [end for _, end in ends])))
+        _steps.clear()
 
 
 @contextmanager

@@ -122,7 +122,6 @@ class CompilePool:
             self._later[mine] = deque(new)
             self._speculate_more()
 
-
     def wait(self, config: Mapping[str, int], M: int) -> tuple[float, Optional[str]]:
         """Block until the config is compiled: (seconds waited, compile error or None)."""
         if self.workers <= 0:
