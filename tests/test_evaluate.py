@@ -99,6 +99,19 @@ def test_neighbour_warm_starts_come_from_the_other_tables_of_the_shape():
     assert "neighbour_M256" in by_m[4096].sources
 
 
+def test_two_loops_start_each_bucket_from_its_own_loops_side_only():
+    # The 5 tables (M = 1, 16, 64, 256, 4096): up from 1 to 64, down from 4096 to 256.
+    paths = expand_table_paths([str(GRIDS)])
+    settings = load_settings("prior_gp", "none", [], neighbours="ends")
+    runs = [Run(**r) for r in evaluate(paths, settings, repeats=1)["runs"]]
+    by_m = {r.M: r for r in runs}
+    assert sorted(by_m) == [1, 16, 64, 256, 4096]
+    assert not any(s.startswith("neighbour") for s in by_m[1].sources + by_m[4096].sources)
+    assert by_m[16].sources[0] == "neighbour_M1" and by_m[64].sources[0] == "neighbour_M16"
+    # M=16 was tuned before M=256 (in turn: 1, 4096, 16, 256, 64), but by the other loop.
+    assert by_m[256].sources[0] == "neighbour_M4096" and "neighbour_M16" not in by_m[256].sources
+
+
 def test_noise_is_judged_on_the_recorded_time_of_the_config_held_best():
     settings = load_settings("tpe", "none", [], budget=16, noise_cv=0.05)
     runs = [Run(**r) for r in evaluate([TABLE_M16], settings, repeats=2)["runs"]]
