@@ -36,6 +36,7 @@ class JobFailed(Exception):
 
 @hydra.main(config_path=str(config_root()), config_name="config", version_base="1.3")
 def main(dict_cfg: DictConfig) -> None:
+    wall_clock.begin_run()
     wall_clock.start_up_step("interpreter, imports, config")
     try:
         try:

@@ -2,8 +2,9 @@
 
 A phase nested in another (a bucket's re-timing inside the bucket loop) counts for itself only,
 so the phases add up to the time they cover. Start-up is the time from the process's start
-(interpreter, imports, the plan, CUDA, the measuring worker) to the first bucket. Each process
-has its own clock: with workers=N the parent's search is its workers' whole run.
+(interpreter, imports, the plan, CUDA, the measuring worker) to the first bucket; for a later job
+of a multirun sweep, from when that job began. Each process has its own clock: with workers=N
+the parent's search is its workers' whole run.
 
 Work a background thread does while the phases go on (re-timing alongside the search:
 run/settler.py; the second bucket loop: run/buckets.py) is timed apart, as ALONGSIDE and
@@ -34,7 +35,20 @@ _seconds: dict[str, float] = {}
 _stack: list[list] = []  # [name, time the innermost phase last resumed]; the main thread's
 _background = threading.local()  # .active: this thread's phases count as ALONGSIDE
 _lock = threading.Lock()
-_steps: list[tuple[str, float]] = []  # (start-up step, the process's age when it was done)
+_steps: list[tuple[str, float]] = []  # (start-up step, the run's age when it was done)
+# When this run began, if not with the process: a later job of a multirun sweep.
+_origin: Optional[float] = None
+_runs = 0  # runs begun in this process (begin_run)
+
+
+def begin_run() -> None:
+    """A command-line run (one job of a sweep) begins: its clock starts now, or with the process
+    for the first."""
+    global _origin, _runs
+    reset()
+    _steps.clear()
+    _origin = time.monotonic() if _runs else None
+    _runs += 1
 
 
 def reset() -> None:
@@ -46,15 +60,15 @@ def reset() -> None:
 def start_up_step(name: str) -> None:
     """A step of the start-up is done (the imports, the plan, ...): logged with the others when
     the first bucket begins."""
-    age = process_age()
+    age = run_age()
     if age is not None and "start-up" not in _seconds:
         _steps.append((name, age))
 
 
 def mark_started() -> None:
-    """The run's first bucket begins: what the process spent until now is its start-up."""
+    """The run's first bucket begins: what the run spent until now is its start-up."""
     if "start-up" not in _seconds:
-        age = process_age()
+        age = run_age()
         _seconds["start-up"] = age if age is not None else 0.0
         if age is not None and _steps:
             ends = [*_steps, ("the rest", age)]
@@ -115,10 +129,15 @@ def seconds() -> dict[str, float]:
     `total`."""
     out = {p: round(_seconds[p], 2) for p in (*PHASES, ALONGSIDE, LOOP_ALONGSIDE)
            if p in _seconds}
-    age = process_age()
+    age = run_age()
     if age is not None:
         out["total"] = round(age, 2)
     return out
+
+
+def run_age() -> Optional[float]:
+    """Seconds since this run began: the process's age, or since a sweep's later job began."""
+    return time.monotonic() - _origin if _origin is not None else process_age()
 
 
 def process_age() -> Optional[float]:

@@ -81,7 +81,7 @@ def test_work_alongside_the_phases_is_timed_apart_and_shown_beside_the_search():
 
 
 def test_the_start_up_steps_are_logged_with_their_own_seconds_when_the_first_bucket_begins(caplog):
-    wall_clock.reset()
+    wall_clock.begin_run()  # as the command line does: no steps of an earlier run in the process
     wall_clock.start_up_step("imports")
     time.sleep(0.05)
     wall_clock.start_up_step("plan")
@@ -97,3 +97,12 @@ def test_the_start_up_steps_are_logged_with_their_own_seconds_when_the_first_buc
     wall_clock.reset()
     wall_clock.mark_started()  # a later run in this process starts with no steps of the first
     assert len([m for m in caplog.messages if m.startswith("start-up")]) == 1
+
+
+def test_a_later_job_of_a_sweep_is_timed_from_its_own_beginning():
+    wall_clock.begin_run()
+    time.sleep(0.3)
+    wall_clock.begin_run()  # the sweep's next job, in the same process
+    wall_clock.mark_started()
+    assert wall_clock.seconds()["start-up"] < 0.3 <= wall_clock.process_age()
+    assert wall_clock.seconds()["total"] < 0.3
