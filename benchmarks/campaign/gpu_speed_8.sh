@@ -32,26 +32,6 @@ KEPT=${KEPT:-benchmarks/speed/h200/session16}
 source benchmarks/campaign/steps.sh
 smi | tee -a "$R/gpu_$PHASE.csv"
 python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$R/campaign_$PHASE.log"
-pack() { tar czf "$OUT/s16_$PHASE.tgz" --exclude 'triton*' -C /tmp s16; }
 source benchmarks/campaign/qwen3.sh
-log "steps: $STEPS"
-for step in $STEPS; do
-  d=${step#*_}; dt="DTYPE_$d[@]"; shipped="SHIPPED_$d"
-  case $step in
-    gputest) timeout 240 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu_bench.py \
-               tests/test_benchmarker_contract.py > $R/gpu_tests.log 2>&1; log "gputest rc=$?"
-             tail -3 $R/gpu_tests.log ;;
-    pool) timeout 240 python3 benchmarks/speed/profile_compile_pool.py --out $R/pool_profile.json \
-            --workers 14 --start spawn forkserver > $R/pool_profile.log 2>&1; log "pool rc=$?"; cat $R/pool_profile.log ;;
-    new_*) TRITON_CACHE_DIR=$R/triton_${d}_$TAG TUNE_TAIL=3 \
-             tune qwen3_${d}_$TAG 240 $SHAPE "${!shipped}" "${!dt}" $NEW_ARGS ;;
-    base_*) (cd .base && PYTHONPATH=/tmp/site:$PWD TRITON_CACHE_DIR=$R/triton_${d}_base \
-             TUNE_TAIL=3 tune qwen3_${d}_base 240 $SHAPE "$OLDPWD/${!shipped}" "${!dt}") ;;
-    judge_*) base=$(ls $R/qwen3_${d}_base/E=*.json $KEPT/qwen3_${d}_base/E=*.json 2>/dev/null | head -1)
-             TRITON_CACHE_DIR=$R/triton_${d}_$TAG compare qwen3_${d}_${TAG}_judge 150 --shape $SHAPE \
-               --shipped "${!shipped}" --rounds 5 --tuned "$TAG=$(ls $R/qwen3_${d}_$TAG/E=*.json)" \
-               ${base:+base=$base} -- "${JUDGE[@]}" "${!dt}" ;;
-  esac
-  pack
-done
+POOL_ARGS="--start spawn forkserver" speed_steps
 smi | tee -a "$R/gpu_$PHASE.csv"
