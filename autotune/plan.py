@@ -139,14 +139,21 @@ class Plan:
             lines.append(f"warning    {self.interpreter_warning()}")
         return "\n".join(lines)
 
-    def _loops_note(self) -> str:
-        """How the buckets are gone through (run/buckets.py)."""
+    def loops(self) -> list[list[int]]:
+        """The bucket loops and the order each goes through its buckets (run/buckets.py): two
+        with `from_both_ends` (one run measuring, more than one bucket), else one."""
         c = self.cfg
-        if not (c.from_both_ends and c.workers == 1 and self.benchmark_kind != "replay"):
+        if c.from_both_ends and c.workers == 1 and self.benchmark_kind != "replay":
+            low, high = split_for_two_loops(self.buckets)
+            if high:
+                return [low, high]
+        return [list(self.buckets)]
+
+    def _loops_note(self) -> str:
+        loops = self.loops()
+        if len(loops) == 1:
             return ""
-        low, high = split_for_two_loops(self.buckets)
-        if not high:
-            return ""
+        (low, high) = loops
         return f" (two loops: up from {low[0]} to {low[-1]}, down from {high[0]} to {high[-1]})"
 
     def shared_memory_lines(self) -> list[str]:

@@ -26,7 +26,7 @@ from autotune.consolidate.entries import consolidate
 from autotune.consolidate.finalists import Consolidation
 from autotune.files.grid_table import write_grid_table
 from autotune.lifetime import lifelong_thread
-from autotune.plan import Plan, split_for_two_loops
+from autotune.plan import Plan
 from autotune.problem import vllm_rules
 from autotune.problem.space import Config
 from autotune.run.settler import Settler
@@ -78,7 +78,7 @@ def work(plan: Plan, studies: RunStudies, bench: Benchmarker, *, first: int = 0,
     alongside = plan.cfg.retime_alongside and isinstance(bench, WorkerBenchmarker)
     with Settler(lambda M: _settle(plan, studies, bench, M), alongside) as settler:
         if _two_loops(plan, bench):
-            low, high = split_for_two_loops(plan.buckets)
+            low, high = plan.loops()
             two_loops(lambda halted: loops.run(low, settler, "below", halted),
                       lambda halted: loops.run(high, settler, "above", halted))
         else:
@@ -158,19 +158,13 @@ def compile_first_trials(plan: Plan, bench: Benchmarker) -> None:
     trial was asked 2.6 s into the search, and compiled only from then)."""
     if plan.cfg.sampler.name == "grid":
         return
-    low, high = split_for_two_loops(plan.buckets)
-    firsts = [low[0], high[0]] if _two_loops(plan, bench) and high else plan.buckets[:1]
-    for M in firsts:
-        warm = first_trials(plan.space, plan.device.name, M, plan.cfg.sampler,
-                            prior_files=plan.prior_sources if plan.cfg.sampler.prior_trials > 0
-                            else None,
-                            compared=plan.comparison.entries if plan.comparison else None)
-        bench.prepare([c for _, c in warm], M)
+    for M in [loop[0] for loop in plan.loops()] if _two_loops(plan, bench) else plan.buckets[:1]:
+        bench.prepare([c for _, c in _warm_starts(plan, M, None)], M)
 
 
 def _two_loops(plan: Plan, bench: Benchmarker) -> bool:
-    return (plan.cfg.from_both_ends and plan.cfg.workers == 1
-            and isinstance(bench, WorkerBenchmarker))
+    """The plan's two loops, with a benchmarker whose worker serves two threads in turn."""
+    return len(plan.loops()) == 2 and isinstance(bench, WorkerBenchmarker)
 
 
 def two_loops(here: Callable[[Callable[[], bool]], None],
@@ -315,13 +309,14 @@ def _across_shortcut(plan: Plan, M: int, pending: list[int]) -> list[int]:
     return past[:1]
 
 
-def _warm_starts(plan: Plan, M: int, studies: RunStudies, side: Optional[str] = None):
+def _warm_starts(plan: Plan, M: int, studies: Optional[RunStudies], side: Optional[str] = None):
     """The bucket's first trials (autotune/search/warm_starts.py), with the other buckets of the same
-    device, shape, space and benchmark in the storage (this run's or an earlier one's); with a
-    side, only those below or above M (a loop's own side: offline, the nearest tuned bucket on the
-    other loop's side, far away while the loops are apart, led MiniMax M=16 to miss its best in 6
-    of 10 repeats, `python -m autotune.evaluate --neighbours ends`)."""
-    siblings = studies.siblings(plan.study(M).run)
+    device, shape, space and benchmark in the storage (this run's or an earlier one's; none
+    without studies); with a side, only those below or above M (a loop's own side: offline, the
+    nearest tuned bucket on the other loop's side, far away while the loops are apart, led
+    MiniMax M=16 to miss its best in 6 of 10 repeats, `python -m autotune.evaluate --neighbours
+    ends`)."""
+    siblings = studies.siblings(plan.study(M).run) if studies is not None else {}
     tuned = _RecordsOnDemand({m: study for m, study in siblings.items() if m != M and (
         side is None or (m < M if side == "below" else m > M))})
     return first_trials(plan.space, plan.device.name, M, plan.cfg.sampler, tuned,
