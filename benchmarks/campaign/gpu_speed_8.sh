@@ -19,7 +19,7 @@
 #
 # NEW_ARGS: overrides of the new_* tunes (`two`: the two bucket loops, off by default until
 # measured); JOURNAL=1: the studies in a journal file (on a 2-core CPU a third of SQLite's time per
-# trial). Not run yet: session 16 was lent no GPU.
+# trial). Written in session 16 (lent no GPU), first run in session 17.
 #
 # judge_* compares the new file with the base file of this call, or else of an earlier call
 # committed under $KEPT (a call's machine does not outlive it), and with vLLM's shipped H200 file.
@@ -27,8 +27,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 source benchmarks/campaign/setup.sh
 [ -d .base ] || { mkdir .base && tar xzf .whl/base.tgz -C .base; }
-R=/tmp/s16; PHASE=${PHASE:-1}; TAG=${TAG:-new}; NEW_ARGS=${NEW_ARGS:-}; mkdir -p "$R"
-KEPT=${KEPT:-benchmarks/speed/h200/session16}
+R=/tmp/s17; PHASE=${PHASE:-1}; TAG=${TAG:-new}; NEW_ARGS=${NEW_ARGS:-}; mkdir -p "$R"
+KEPT=${KEPT:-benchmarks/speed/h200/session17}
 source benchmarks/campaign/steps.sh
 smi | tee -a "$R/gpu_$PHASE.csv"
 python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$R/campaign_$PHASE.log"
