@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 PLOTS = ("latency.png", "speedup.png", "trials.png")
 
@@ -21,11 +21,11 @@ def draw_plots(data: dict[str, Any], out_dir: Path) -> list[Path]:
     return paths
 
 
-def _figure(**kwargs):
+def _figure(layout: Optional[str] = "constrained", **kwargs):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(layout="constrained", **kwargs)
+    fig = Figure(layout=layout, **kwargs)
     FigureCanvasAgg(fig)
     return fig
 
@@ -78,7 +78,12 @@ def _trials(buckets: list[dict]):
 
     cols = min(4, max(1, len(buckets)))
     rows = max(1, math.ceil(len(buckets) / cols))
-    fig = _figure(figsize=(3 * cols, 2.4 * rows))
+    # Margins set by hand: the constrained layout's solver took half of the report's time with
+    # 18 panels (1.9 of 3.8 s on a 2-core CPU).
+    width, height = 3 * cols, 2.4 * rows
+    fig = _figure(layout=None, figsize=(width, height))
+    fig.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, bottom=0.6 / height,
+                        top=1 - 0.3 / height, wspace=0.3, hspace=0.55)
     for i, b in enumerate(buckets):
         ax = fig.add_subplot(rows, cols, i + 1)
         best, curve = math.inf, []
