@@ -8,9 +8,9 @@ DTYPE_bf16=(); DTYPE_fp8=(shape.dtype=fp8_w8a8 'shape.block_shape=[128,128]')
 JUDGE=(benchmark.seed=2 benchmark.warmup_replays=5 benchmark.replays=20 benchmark.steady_max_M=0
        benchmark.rounds_in_worker=false)
 
-# The speed campaigns' steps ($STEPS: pool, base_*, new_*, judge_*, gputest), from the repository
-# root on a GPU machine, after setup.sh and steps.sh, with R, PHASE, TAG and KEPT set; the results
-# folder packed into $OUT/<its name>_$PHASE.tgz after each step. POOL_ARGS and NEW_ARGS: extra
+# The speed campaigns' steps ($STEPS: pool, base_*, new_*, judge_*, judgeall_*, gputest), from the
+# repository root on a GPU machine, after setup.sh and steps.sh, with R, PHASE, TAG and KEPT set;
+# the results folder packed into $OUT/<its name>_$PHASE.tgz after each step. POOL_ARGS and NEW_ARGS: extra
 # arguments of the pool profile and of the new_* tunes.
 speed_steps() {
   local step d dt shipped base
@@ -28,6 +28,11 @@ speed_steps() {
                tune qwen3_${d}_$TAG 240 $SHAPE "${!shipped}" "${!dt}" ${NEW_ARGS:-} ;;
       base_*) (cd .base && PYTHONPATH=/tmp/site:$PWD TRITON_CACHE_DIR=$R/triton_${d}_base \
                TUNE_TAIL=3 tune qwen3_${d}_base 240 $SHAPE "$OLDPWD/${!shipped}" "${!dt}") ;;
+      judgeall_*)  # every tune of this dtype in $R at once: one judge's time, the same rounds
+               local tuned=() f
+               for f in $R/qwen3_${d}_*/E=*.json; do tuned+=("$(basename "$(dirname "$f")" | sed "s/^qwen3_${d}_//")=$f"); done
+               TRITON_CACHE_DIR=$R/triton_${d}_$TAG compare qwen3_${d}_all_judge 200 --shape $SHAPE \
+                 --shipped "${!shipped}" --rounds 5 --tuned "${tuned[@]}" -- "${JUDGE[@]}" "${!dt}" ;;
       judge_*) base=$(ls $R/qwen3_${d}_base/E=*.json $KEPT/qwen3_${d}_base/E=*.json 2>/dev/null | head -1)
                TRITON_CACHE_DIR=$R/triton_${d}_$TAG compare qwen3_${d}_${TAG}_judge 150 --shape $SHAPE \
                  --shipped "${!shipped}" --rounds 5 --tuned "$TAG=$(ls $R/qwen3_${d}_$TAG/E=*.json)" \
