@@ -10,8 +10,8 @@ JUDGE=(benchmark.seed=2 benchmark.warmup_replays=5 benchmark.replays=20 benchmar
 
 # The speed campaigns' steps ($STEPS: pool, base_*, new_*, judge_*, judgeall_*, gputest), from the
 # repository root on a GPU machine, after setup.sh and steps.sh, with R, PHASE, TAG and KEPT set;
-# the results folder packed into $OUT/<its name>_$PHASE.tgz after each step. POOL_ARGS and NEW_ARGS: extra
-# arguments of the pool profile and of the new_* tunes.
+# the results folder packed into $OUT/<its name>_$PHASE.tgz after each step. POOL_ARGS and
+# NEW_ARGS: extra arguments of the pool profile and of the new_* tunes.
 speed_steps() {
   local step d dt shipped base
   log "steps: $STEPS"
