@@ -64,9 +64,12 @@ def _in_multirun() -> bool:
 
 
 def run(cfg: Config) -> None:
-    from autotune.plan import build_plan
+    from autotune.bench import start_early
+    from autotune.plan import benchmark_kind, build_plan
     from autotune.study.storage import storage_errors
 
+    if not cfg.dry_run and cfg.workers <= 1:
+        start_early(benchmark_kind(cfg), cfg.benchmark.compile_workers)
     plan = build_plan(cfg, probe_gpu=not cfg.dry_run)
     wall_clock.start_up_step("plan and GPU check")
     if cfg.dry_run:

@@ -209,7 +209,7 @@ def build_plan(cfg: Config, *, probe_gpu: bool = True) -> Plan:
     """
     _check_known_keys(cfg)
     shape, model_config = _shape(cfg)
-    kind = _benchmark_kind(cfg)
+    kind = benchmark_kind(cfg)
     device = resolve_device(cfg.device, need_gpu=(kind == "gpu"), probe=probe_gpu)
     _check_dtype_on_device(shape.dtype, device)
     resources = (load_table(device.compute_capability, shape.dtype, shape.block_shape)
@@ -323,7 +323,8 @@ def benchmark_identity(cfg: Config, kind: str) -> dict[str, Any]:
     return identity
 
 
-def _benchmark_kind(cfg: Config) -> str:
+def benchmark_kind(cfg: Config) -> str:
+    """What the run measures with: gpu | interpreter | replay."""
     name = cfg.benchmark.name
     if name not in BENCHMARK_KINDS:
         raise UserError(f"benchmark.name={name}: use one of {', '.join(BENCHMARK_KINDS)}")

@@ -2,7 +2,11 @@
 validates the config, so this checks the pool's bookkeeping, not Triton's compiler)."""
 
 import multiprocessing
+import subprocess
+import sys
+import textwrap
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -90,6 +94,38 @@ def test_started_ahead_every_worker_process_is_up_before_the_first_config():
         p.close()
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
                    for pid in pids)
+
+
+def test_a_gpu_run_starts_the_pools_server_before_its_plan_and_the_pool_forks_from_it():
+    # A fresh interpreter: the server is one per process, and this one's may be up already.
+    script = textwrap.dedent("""
+        import psutil
+        from multiprocessing import forkserver
+        from autotune.bench import start_early
+        from autotune.bench.compile import CompilePool
+        from autotune.bench.gpu import timer_spec
+        from autotune.plan import build_plan
+        from tests.conftest import compose
+
+        start_early("interpreter", 4)  # the interpreter compiles nothing ahead
+        start_early("gpu", 0)  # no compile pool
+        assert forkserver._forkserver._forkserver_pid is None
+        start_early("gpu", -1)  # no GPU needed: nothing here touches CUDA
+        server = forkserver._forkserver._forkserver_pid
+        assert server is not None and psutil.Process(server).is_running()
+        pool = CompilePool(timer_spec(build_plan(compose("shape=tiny", "device=cpu"))), 1)
+        try:
+            pool.start()
+            (pid,) = pool._pool._processes
+            assert psutil.Process(pid).ppid() == server
+        finally:
+            pool.close()
+        print("forked from the early server")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=Path(__file__).parent.parent, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "forked from the early server" in done.stdout
 
 
 def test_two_threads_speculative_lists_are_kept_apart_and_taken_in_turn():

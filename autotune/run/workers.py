@@ -29,11 +29,11 @@ import optuna
 from tqdm import tqdm
 
 from autotune import wall_clock
-from autotune.bench import open_benchmarker
+from autotune.bench import open_benchmarker, start_early
 from autotune.config import Config
 from autotune.errors import EXIT_INTERRUPTED, UserError
 from autotune.lifetime import die_with_parent
-from autotune.plan import Plan, build_plan
+from autotune.plan import Plan, benchmark_kind, build_plan
 from autotune.run.buckets import abandon_mine, bucket_budget, consolidate_plan, work
 from autotune.run.gpu_lock import hold_gpu
 from autotune.run.outputs import finish
@@ -141,6 +141,7 @@ def worker_main(cfg: Config, index: int, count: int, gpu: Optional[str]) -> None
     studies = None
     try:
         with graceful_stop(quiet=index > 0):  # one worker says it is stopping
+            start_early(benchmark_kind(cfg), cfg.benchmark.compile_workers)
             plan = build_plan(cfg, probe_gpu=True)
             with storage_errors(plan.storage), hold_gpu(plan, stop=stop_requested):
                 studies = plan.studies(open_storage(plan.storage))
