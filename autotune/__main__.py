@@ -69,7 +69,7 @@ def run(cfg: Config) -> None:
     from autotune.study.storage import storage_errors
 
     if not cfg.dry_run and cfg.workers <= 1:
-        start_early(benchmark_kind(cfg), cfg.benchmark.compile_workers)
+        start_early(benchmark_kind(cfg), cfg.benchmark)
     plan = build_plan(cfg, probe_gpu=not cfg.dry_run)
     wall_clock.start_up_step("plan and GPU check")
     if cfg.dry_run:

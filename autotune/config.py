@@ -144,6 +144,9 @@ class BenchmarkConfig:
     # it again every round). Off on the GPU: there it chose as well but took longer
     # (benchmarks/speed/README.md); the CPU interpreter always does it.
     rounds_in_worker: bool = False
+    # The measuring worker forked from the server the compile pool comes from (torch and Triton
+    # imported already) instead of spawned: off until measured on a GPU.
+    worker_from_server: bool = False
 
 
 @dataclass

@@ -107,10 +107,12 @@ def test_a_gpu_run_starts_the_pools_server_before_its_plan_and_the_pool_forks_fr
         from autotune.plan import build_plan
         from tests.conftest import compose
 
-        start_early("interpreter", 4)  # the interpreter compiles nothing ahead
-        start_early("gpu", 0)  # no compile pool
+        from autotune.config import BenchmarkConfig
+
+        start_early("interpreter", BenchmarkConfig())  # the interpreter compiles nothing ahead
+        start_early("gpu", BenchmarkConfig(compile_workers=0))  # no compile pool, worker spawned
         assert forkserver._forkserver._forkserver_pid is None
-        start_early("gpu", -1)  # no GPU needed: nothing here touches CUDA
+        start_early("gpu", BenchmarkConfig())  # no GPU needed: nothing here touches CUDA
         server = forkserver._forkserver._forkserver_pid
         assert server is not None and psutil.Process(server).is_running()
         pool = CompilePool(timer_spec(build_plan(compose("shape=tiny", "device=cpu"))), 1)

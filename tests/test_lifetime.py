@@ -127,3 +127,25 @@ def test_a_killed_benchmarker_leaves_no_compile_process_behind(tmp_path):
                            env={**os.environ, "PYTHONPATH": str(root)})
     assert run.stdout.readline().strip() == "ready", run.stderr.read()
     kill_parent_and_assert_no_child_survives(run, at_least=2)
+
+
+FORKED_WORKER_SCRIPT = """
+import time
+from autotune.bench.worker import MeasuringWorker
+from tests.test_worker import make_scripted
+
+worker = MeasuringWorker(make_scripted, None, forked=True)
+worker.call("measure", {}, 1)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_benchmarker_leaves_no_forked_measuring_worker_behind():
+    # The worker is the server's child, not the killed process's: it must go with it all the same.
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.Popen([sys.executable, "-c", FORKED_WORKER_SCRIPT], cwd=root,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True, env={**os.environ, "PYTHONPATH": str(root)})
+    assert run.stdout.readline().strip() == "ready", run.stderr.read()
+    kill_parent_and_assert_no_child_survives(run, at_least=2)

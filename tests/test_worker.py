@@ -35,11 +35,32 @@ def broken_factory(spec):
     raise RuntimeError("no device")
 
 
-@pytest.fixture
-def worker():
-    w = MeasuringWorker(make_scripted, None, timeout_s=3)
+@pytest.fixture(params=[False, True], ids=["spawned", "forked"])
+def worker(request):
+    """Each fault is contained alike in a spawned worker and in one forked from the server."""
+    w = MeasuringWorker(make_scripted, None, timeout_s=3, forked=request.param)
     yield w
     w.close()
+
+
+def test_a_forked_worker_comes_from_the_server_and_comes_back_from_it_after_a_fault():
+    from multiprocessing import forkserver
+
+    import psutil
+
+    w = MeasuringWorker(make_scripted, None, timeout_s=3, forked=True)
+    try:
+        pid = w.call("measure", {}, 1)["pid"]
+        server = forkserver._forkserver._forkserver_pid
+        assert psutil.Process(pid).ppid() == server
+        with pytest.raises(WorkerDied):
+            w.call("measure", {"action": "exit"}, 1)
+        again = w.call("measure", {}, 1)["pid"]
+        assert again != pid and psutil.Process(again).ppid() == server
+    finally:
+        w.close()
+    with pytest.raises(ValueError, match="spawn it"):
+        MeasuringWorker(make_scripted, None, env={"TRITON_INTERPRET": "1"}, forked=True)
 
 
 def test_answers_requests_in_one_long_lived_process(worker):

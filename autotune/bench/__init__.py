@@ -7,17 +7,18 @@ from typing import TYPE_CHECKING
 from autotune.bench.protocol import Benchmarker, Measurement
 
 if TYPE_CHECKING:
+    from autotune.config import BenchmarkConfig
     from autotune.plan import Plan
 
 __all__ = ["Benchmarker", "Measurement", "open_benchmarker", "start_early"]
 
 
-def start_early(kind: str, compile_workers: int) -> None:
+def start_early(kind: str, settings: "BenchmarkConfig") -> None:
     """Called before the plan is built, by a run that measures in its own process with `kind`
-    (plan.benchmark_kind): start what its benchmarker will need that takes seconds to start, the
-    compile pool's server, so that the server's imports overlap the plan's GPU check."""
-    if kind == "gpu" and compile_workers != 0:
-        from autotune.bench.compile import start_server
+    (plan.benchmark_kind): start the server its compile pool and measuring worker are forked from
+    (bench/server.py), so that the server's imports overlap the plan's GPU check."""
+    if kind == "gpu" and (settings.compile_workers != 0 or settings.worker_from_server):
+        from autotune.bench.server import start_server
 
         start_server()
 

@@ -11,13 +11,8 @@ later (`speculate`) and compiles them with its spare workers, a few workers kept
 asked for now never queues behind them. The GEMM kernels do not depend on the batch size except
 through vLLM's small-M shortcut, so a binary compiled for one bucket serves the others.
 
-The pool's processes are forked from a server process that has imported torch, Triton and the
-kernels once (multiprocessing's forkserver): spawned one by one, 14 processes importing them at
-once took 4-6 s on an H200 host before their first compile. The server never touches CUDA, so its
-children start as clean as spawned ones, and it ends with the process that started it. It is
-started by a run before it builds its plan (`start_server`), or else with the process's first
-pool, and keeps the environment of that moment (TRITON_CACHE_DIR and the like, set before a run
-starts, are seen).
+The pool's processes are forked from a server that has imported torch, Triton and the kernels
+once (bench/server.py).
 
 A compile error here is counted, not final: the measuring worker decides whether a config runs.
 Two threads may use the pool at once (the search, and the re-timing alongside it).
@@ -25,7 +20,6 @@ Two threads may use the pool at once (the search, and the re-timing alongside it
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import signal
 import threading
 import time
@@ -34,14 +28,13 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Mapping, Optional
 
+from autotune.bench.server import server_context
 from autotune.bench.timing import TimerSpec, runtime_config
 from autotune.lifetime import die_with_parent
 from autotune.problem.space import SearchSpace
 
 # Workers kept free of speculative compiles, for the configs the study asks for now.
 RESERVED_WORKERS = 2
-# What the forkserver imports before it forks the pool's processes (no CUDA in any of it).
-PRELOAD = ["autotune.kernel"]
 
 _compiler = None  # per worker process: the buffers that give the kernel its argument types
 _spec: Optional[TimerSpec] = None
@@ -191,23 +184,6 @@ class CompilePool:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=_context(),
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=server_context(),
                                              initializer=_init_worker, initargs=(self.spec,))
         return self._pool
-
-
-def start_server() -> None:
-    """Start the pool's server now, without waiting for it: its imports then overlap the caller's
-    start-up, where the pool's first process would otherwise wait for them (the server answers
-    once they are done: 6.0 s of an H100 tune's 13.2 s start-up, session 17)."""
-    from multiprocessing import forkserver
-
-    _context()
-    forkserver.ensure_running()
-
-
-def _context() -> mp.context.BaseContext:
-    """Forked from a server that has the imports done (the module doc)."""
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(PRELOAD)  # no effect once the server runs: it has them
-    return ctx

@@ -233,7 +233,8 @@ def open_gpu_benchmarker(plan, timer: Callable[[TimerSpec], Any] = make_gpu_time
     b = plan.cfg.benchmark
     spec = timer_spec(plan)
     workers = b.compile_workers if b.compile_workers >= 0 else max(1, (os.cpu_count() or 2) - 2)
-    worker = MeasuringWorker(timer, spec, timeout_s=b.measure_timeout_s)
+    worker = MeasuringWorker(timer, spec, timeout_s=b.measure_timeout_s,
+                             forked=b.worker_from_server)
     bench = WorkerBenchmarker(worker, plan.benchmark_identity, CompilePool(spec, workers),
                               rounds_in_worker=b.rounds_in_worker)
     bench.start()  # CUDA's start-up and the compilers' imports, while the studies open

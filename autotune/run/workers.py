@@ -141,7 +141,7 @@ def worker_main(cfg: Config, index: int, count: int, gpu: Optional[str]) -> None
     studies = None
     try:
         with graceful_stop(quiet=index > 0):  # one worker says it is stopping
-            start_early(benchmark_kind(cfg), cfg.benchmark.compile_workers)
+            start_early(benchmark_kind(cfg), cfg.benchmark)
             plan = build_plan(cfg, probe_gpu=True)
             with storage_errors(plan.storage), hold_gpu(plan, stop=stop_requested):
                 studies = plan.studies(open_storage(plan.storage))
