@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import forkserver
 
-from autotune.bench.compile import PRELOAD
+from autotune.bench.server import PRELOAD
 
 _T0 = 0.0
 _STATE: dict = {}
