@@ -19,7 +19,11 @@
 #
 # NEW_ARGS: overrides of the new_* tunes (`two`: the two bucket loops, off by default until
 # measured); JOURNAL=1: the studies in a journal file (on a 2-core CPU a third of SQLite's time per
-# trial). Written in session 16 (lent no GPU), first run in session 17.
+# trial). Written in session 16 (lent no GPU). Session 17 ran its bf16 part on an H100, in one
+# call (benchmarks/speed/h100/session17/campaign_1.log):
+#   PHASE=1 STEPS="new_bf16" ...; PHASE=1 TAG=two NEW_ARGS=from_both_ends=true \
+#     STEPS="new_bf16 judgeall_bf16 base_bf16 gputest" ...   (gputest cut by the call's limit,
+#   run in a second call)
 #
 # judge_* compares the new file with the base file of this call, or else of an earlier call
 # committed under $KEPT (a call's machine does not outlive it), and with vLLM's shipped H200 file.
@@ -28,7 +32,7 @@ cd "$(dirname "$0")/../.."
 source benchmarks/campaign/setup.sh
 [ -d .base ] || { mkdir .base && tar xzf .whl/base.tgz -C .base; }
 R=/tmp/s17; PHASE=${PHASE:-1}; TAG=${TAG:-new}; NEW_ARGS=${NEW_ARGS:-}; mkdir -p "$R"
-KEPT=${KEPT:-benchmarks/speed/h200/session17}
+KEPT=${KEPT:-benchmarks/speed/h100/session17}
 source benchmarks/campaign/steps.sh
 smi | tee -a "$R/gpu_$PHASE.csv"
 python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$R/campaign_$PHASE.log"

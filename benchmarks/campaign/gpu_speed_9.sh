@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# GPU campaign, session 17 (for the next GPU): whole tunes of qwen3_30b_a3b_tp1 with this
+# checkout's defaults (the compile pool's server started before the plan), with the measuring
+# worker forked from that server (TAG=fork: benchmark.worker_from_server=true) and with the two
+# bucket loops (TAG=two), against session 16's final code (f81bc43, unpacked in .base/ from
+# .whl/base.tgz, which is `git archive f81bc43 autotune conf search_spaces` gzipped; measured on
+# an H100 in session 17: start-up 13.2 s), each from an empty storage and its own empty Triton
+# cache; all the files of a dtype re-timed together in another process at 5 + 20 replays
+# (judgeall_*), with vLLM's shipped H200 file and vLLM's default.
+#
+#   PHASE=1 STEPS="new_bf16" bash benchmarks/campaign/gpu_speed_9.sh;
+#   PHASE=1 TAG=fork NEW_ARGS=benchmark.worker_from_server=true STEPS="new_bf16" \
+#     bash benchmarks/campaign/gpu_speed_9.sh;
+#   PHASE=1 TAG=two NEW_ARGS="benchmark.worker_from_server=true from_both_ends=true" \
+#     STEPS="new_bf16 base_bf16 judgeall_bf16 gputest" bash benchmarks/campaign/gpu_speed_9.sh
+#
+# and the same for fp8 in a second call (PHASE=2, steps *_fp8). The GPU tests run the default
+# (spawned) worker; a tune with TAG=fork is the forked worker's run on the GPU.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+source benchmarks/campaign/setup.sh
+[ -d .base ] || { mkdir .base && tar xzf .whl/base.tgz -C .base; }
+R=/tmp/s18; PHASE=${PHASE:-1}; TAG=${TAG:-new}; NEW_ARGS=${NEW_ARGS:-}; mkdir -p "$R"
+KEPT=${KEPT:-benchmarks/speed/h200/session18}
+source benchmarks/campaign/steps.sh
+smi | tee -a "$R/gpu_$PHASE.csv"
+python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$R/campaign_$PHASE.log"
+source benchmarks/campaign/qwen3.sh
+speed_steps
+smi | tee -a "$R/gpu_$PHASE.csv"
