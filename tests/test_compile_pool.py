@@ -104,10 +104,9 @@ def test_a_gpu_run_starts_the_pools_server_before_its_plan_and_the_pool_forks_fr
         from autotune.bench import start_early
         from autotune.bench.compile import CompilePool
         from autotune.bench.gpu import timer_spec
+        from autotune.config import BenchmarkConfig
         from autotune.plan import build_plan
         from tests.conftest import compose
-
-        from autotune.config import BenchmarkConfig
 
         start_early("interpreter", BenchmarkConfig())  # the interpreter compiles nothing ahead
         start_early("gpu", BenchmarkConfig(compile_workers=0))  # no compile pool, worker spawned
