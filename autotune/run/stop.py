@@ -7,6 +7,7 @@ so the trial in flight finishes and is stored. A second Ctrl-C raises KeyboardIn
 from __future__ import annotations
 
 import contextlib
+import queue
 import signal
 import sys
 import threading
@@ -22,12 +23,23 @@ def graceful_stop(quiet: bool = False):
 
     A KeyboardInterrupt raised at an arbitrary point can land in a garbage-collector callback,
     where Python swallows it; checking a flag at safe points cannot be lost.
+
+    The handler takes no lock: it runs in the main thread between any two bytecodes, also while
+    that thread holds STOP's own lock (inside STOP.wait), where STOP.set() would wait for itself
+    forever (a worker hung that way after Ctrl-C). It queues the signal (SimpleQueue.put is
+    reentrant) for a relay thread that sets STOP and says so.
     """
+    signals: queue.SimpleQueue = queue.SimpleQueue()
+
+    def relay() -> None:
+        while signals.get() is not None:
+            if not STOP.is_set() and not quiet:
+                print("autotune: stopping after the trial in flight (Ctrl-C again to stop now)",
+                      file=sys.stderr, flush=True)
+            STOP.set()
+
     def first(signum, frame):
-        if not STOP.is_set() and not quiet:
-            print("autotune: stopping after the trial in flight (Ctrl-C again to stop now)",
-                  file=sys.stderr, flush=True)
-        STOP.set()
+        signals.put(signum)
         if signum == signal.SIGINT:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -37,11 +49,15 @@ def graceful_stop(quiet: bool = False):
     except ValueError:  # not the main thread
         yield
         return
+    relay_thread = threading.Thread(target=relay, name="autotune-stop-relay", daemon=True)
+    relay_thread.start()
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        signals.put(None)
+        relay_thread.join()
 
 
 def stop_requested() -> bool:
