@@ -170,10 +170,11 @@ class Config:
     table_dir: str = "outputs/tables"  # sampler=grid records a moe-grid-table/1 file per bucket
     finalists: int = 3  # best trials of a bucket re-timed with vLLM's default before one is written
     # Interleaved rounds of that re-timing (median per config), and up to 2 more while the rounds
-    # of a config near the fastest disagree by more than 2% (consolidate/retime.py). 3, not 5:
-    # replayed over 679 stored buckets, 35% fewer re-timings for a mean loss 0.005% higher
-    # (benchmarks/speed/retime_protocols_15.md).
-    retime_rounds: int = 3
+    # of a config near the fastest disagree by more than 2% (consolidate/retime.py). null: 2 up
+    # to M=512 and 3 above. Replayed over 679 stored buckets, 3 rather than 5 took 35% fewer
+    # re-timings for a mean loss 0.005% higher (benchmarks/speed/retime_protocols_15.md), and 2
+    # rather than 3 up to M=512 picked as well (retime_protocols_18.md).
+    retime_rounds: Optional[int] = None
     # Re-time a finished bucket while the next one searches, in the GPU's idle time between the
     # search's measurements (run/settler.py); false: before it. The replay tables never do.
     retime_alongside: bool = True

@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 from autotune.bench.replay import ReplayBenchmarker
 from autotune.config import MAX_BATCH_SIZE, VLLM_BUCKETS, BenchmarkConfig, Config, unknown_keys
 from autotune.consolidate.compare import Comparison, load_comparison
-from autotune.consolidate.retime import MORE_ROUNDS
+from autotune.consolidate.retime import FEWER_ROUNDS_MAX_M, MORE_ROUNDS, rounds_at
 from autotune.errors import UserError
 from autotune.files.names import config_file_name
 from autotune.files.output_paths import check_file, check_folder
@@ -95,7 +95,8 @@ class Plan:
         s, c = self.shape, self.cfg
         if self.benchmark_kind != "interpreter" or s.E * s.N * s.K <= INTERPRETER_QUICK_SIZE:
             return None
-        measurements = len(self.buckets) * (c.trials + (c.finalists + 1) * c.retime_rounds)
+        measurements = sum(c.trials + (c.finalists + 1) * rounds_at(M, c.retime_rounds)
+                           for M in self.buckets)
         return (f"{s.model or 'this shape'} on device=cpu runs in Triton's interpreter at one to three "
                 f"minutes per measurement, and this run makes about {measurements}: expect "
                 f"{measurements} minutes or more (shape=tiny device=cpu is the quick smoke test)")
@@ -122,8 +123,8 @@ class Plan:
             f"studies    {self.study_name(self.buckets[0])}"
             + (f"  ... M={self.buckets[-1]} ({len(self.buckets)} studies)" if len(self.buckets) > 1
                else ""),
-            f"finalists  {c.finalists} per bucket, re-timed in {c.retime_rounds} interleaved rounds "
-            f"(up to {c.retime_rounds + MORE_ROUNDS} where they disagree) with vLLM's default"
+            f"finalists  {c.finalists} per bucket, re-timed in {self._retime_rounds_note()} "
+            f"with vLLM's default"
             + (f" and {self.comparison.path.name}" if self.comparison else "")
             + (", while the next bucket searches" if c.retime_alongside
                and self.benchmark_kind != "replay" else ""),
@@ -155,6 +156,15 @@ class Plan:
             return ""
         (low, high) = loops
         return f" (two loops: up from {low[0]} to {low[-1]}, down from {high[0]} to {high[-1]})"
+
+    def _retime_rounds_note(self) -> str:
+        asked = self.cfg.retime_rounds
+        more = f"up to {MORE_ROUNDS} more where they disagree"
+        if asked is not None:
+            return f"{asked} interleaved rounds ({more})"
+        small, large = (rounds_at(M, None) for M in (1, FEWER_ROUNDS_MAX_M + 1))
+        return (f"{small} interleaved rounds up to M={FEWER_ROUNDS_MAX_M} and {large} above "
+                f"({more})")
 
     def shared_memory_lines(self) -> list[str]:
         """How the space's shared-memory limit was decided, for a GPU preset with a known limit."""
@@ -266,7 +276,8 @@ def _check_settings(cfg: Config, kind: str) -> None:
     if cfg.patience is not None:
         _check_positive("patience", cfg.patience)
     _check_positive("finalists", cfg.finalists)
-    _check_positive("retime_rounds", cfg.retime_rounds)
+    if cfg.retime_rounds is not None:
+        _check_positive("retime_rounds", cfg.retime_rounds)
     _check_positive("midpoint_rounds", cfg.midpoint_rounds)
     _check_positive("benchmark.min_layers", cfg.benchmark.min_layers)
 

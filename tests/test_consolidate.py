@@ -12,7 +12,7 @@ import pytest
 
 from autotune.bench.protocol import Measurement
 from autotune.consolidate.finalists import WIDENED_MOST, pick_finalists
-from autotune.consolidate.retime import retime
+from autotune.consolidate.retime import retime, rounds_at
 from autotune.consolidate.ties import writing_order
 from autotune.errors import UserError
 from autotune.files.check import check_entry, check_file
@@ -98,6 +98,21 @@ def test_a_contender_that_can_no_longer_win_stops_being_retimed_a_baseline_never
     assert [sum(k == key for _, k in bench.measured) for key in keys] == [5, 5, 2, 5]
     assert timings[2] == {"us": table(16)[keys[2]], "spread": 0.0, "samples": [table(16)[keys[2]]] * 2}
     assert min(timings, key=lambda t: t["us"]) is timings[0]
+
+
+def test_unset_rounds_are_two_up_to_m512_and_three_above_and_the_report_says_so(tmp_path):
+    plan = plan_for(tmp_path, "trials=4", "buckets=[256,4096]", "pruner=none")
+    assert plan.cfg.retime_rounds is None
+    tune(plan)
+    for M, rounds in ((256, 2), (4096, 3)):
+        cons = studies(plan)[M].user_attrs[StudyAttr.CONSOLIDATION]
+        assert cons["rounds"] == cons["inputs"]["rounds"] == rounds == rounds_at(M, None)
+        assert len(cons["default"]["samples"]) == rounds  # vLLM's default takes every round
+        assert max(len(c["samples"]) for c in cons["candidates"] if c.get("samples")) == rounds
+    report = (plan.report_dir / "report.md").read_text()
+    assert "re-timed together in 2 (M=256) or 3 (M=4096) interleaved rounds (median)" in report
+    # Asked for, the rounds are the same at every batch size.
+    assert [rounds_at(M, 3) for M in (1, 512, 4096)] == [3, 3, 3]
 
 
 class Scripted:

@@ -31,12 +31,27 @@ def render_markdown(data: dict[str, Any], plots_note: Optional[str] = None) -> s
     return "\n".join(lines) + "\n"
 
 
+def _rounds(buckets: list[dict[str, Any]]) -> Optional[str]:
+    """The re-timing's rounds: "3", or by batch size where they differ ("2 (M=1-512) or 3
+    (M=1024-4096)"); None when nothing was re-timed."""
+    by_rounds: dict[int, list[int]] = {}
+    for b in buckets:
+        if b.get("retimed"):
+            by_rounds.setdefault(b["rounds"], []).append(b["M"])
+    if len(by_rounds) <= 1:
+        return next(map(str, by_rounds), None)
+    spans = {r: f"M={min(ms)}" + (f"-{max(ms)}" if max(ms) > min(ms) else "")
+             for r, ms in by_rounds.items()}
+    return " or ".join(f"{r} ({spans[r]})"
+                       for r in sorted(by_rounds, key=lambda r: min(by_rounds[r])))
+
+
 def _header(data: dict[str, Any]) -> list[str]:
     """The title, what was tuned and how it was timed, the summary, and the table per bucket."""
     s, bench, summ = data["shape"], data["benchmark"], data["summary"]
     block = f" block [{s['block_shape'][0]},{s['block_shape'][1]}]" if s.get("block_shape") else ""
     file = data["compared_with"]
-    rounds = next((b["rounds"] for b in data["buckets"] if b.get("retimed")), None)
+    rounds = _rounds(data["buckets"])
     lines = [
         f"# Tuned fused-MoE config: `{data['config_file']}`",
         "",
