@@ -9,8 +9,9 @@ against the same times and carry the same kind of noise.
 
     python benchmarks/speed/retime_protocols.py benchmarks/**/studies.db
 
-Protocols: rounds R (3 or 5) x candidates (all re-timed, or the `n` best first passes plus vLLM's
-default and the compared entry, no ties beyond them). A candidate dropped early (fewer rounds
+Protocols: rounds R (2, 3 or 5, or 2 up to M=512 and 3 above) x candidates (all re-timed, or
+the `n` best first passes plus vLLM's default and the compared entry, no ties beyond them, at
+every M or above M=512 only). A candidate dropped early (fewer rounds
 stored) keeps the rounds it has, drawn modulo their number.
 """
 
@@ -75,7 +76,14 @@ def main() -> None:
                  f"5 rounds, best {args.n}": (5, True, None),
                  f"3 rounds, best {args.n}": (3, True, None),
                  "3 rounds (+2 where they disagree by > 2%), all": (3, False, 0.02),
-                 "3 rounds (+2 where they disagree by > 1%), all": (3, False, 0.01)}
+                 "3 rounds (+2 where they disagree by > 1%), all": (3, False, 0.01),
+                 "2 rounds, all": (2, False, None),
+                 "2 rounds (+2 where they disagree by > 2%), all": (2, False, 0.02),
+                 "2 rounds (+2 where they disagree by > 1%), all": (2, False, 0.01),
+                 "2 rounds up to M=512, 3 above (+2 where they disagree by > 2%), all":
+                     ((2, 512, 3), False, 0.02),
+                 f"2 rounds up to M=512, 3 above (+2 where they disagree by > 2%), all up to "
+                 f"M=512, best {args.n} above": ((2, 512, 3), 512, 0.02)}
     losses = {p: [] for p in protocols}  # per bucket: the loss of each draw
     ranges = []  # per bucket: which M range it is in
     timings = {p: 0 for p in protocols}
@@ -87,6 +95,10 @@ def main() -> None:
             truth = [statistics.median(c["samples"]) for c in cands]
             best = min(truth)
             for name, (rounds, cut, more_above) in protocols.items():
+                if isinstance(rounds, tuple):  # (rounds up to M=top, top, rounds above)
+                    rounds = rounds[0] if M <= rounds[1] else rounds[2]
+                if cut is not True and cut is not False:  # best n above M=cut only
+                    cut = M > cut
                 keep = top_n(cands, args.n) if cut else set(range(len(cands)))
                 picks = [replay(cands, rounds, keep, rng, more_above) for _ in range(args.draws)]
                 timings[name] += len(keep) * sum(r for _, r in picks) / args.draws
