@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# GPU campaign, session 17 (for the next GPU): whole tunes of qwen3_30b_a3b_tp1 with this
-# checkout's defaults (the compile pool's server started before the plan), with the measuring
+# GPU campaign, sessions 17-18 (for the next GPU): whole tunes of qwen3_30b_a3b_tp1 with this
+# checkout's defaults (the compile pool's server started before the plan; since session 18, 2
+# re-timing rounds up to M=512: TAG=r3 NEW_ARGS=retime_rounds=3 tunes without), with the measuring
 # worker forked from that server (TAG=fork: benchmark.worker_from_server=true) and with the two
 # bucket loops (TAG=two), against session 16's final code (f81bc43, unpacked in .base/ from
 # .whl/base.tgz, which is `git archive f81bc43 autotune conf search_spaces` gzipped; measured on
