@@ -17,6 +17,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -60,6 +61,9 @@ def main() -> None:
     p.add_argument("--busy", type=int, default=2, help="CPU-spinning processes beside the suite")
     p.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
     args = p.parse_args()
+    # The suite gets Ctrl-C as from a terminal even when this runs in the background of a script,
+    # which starts it with SIGINT ignored (a child inherits that; a handler is reset on exec).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for i in range(1, args.runs + 1):
         record = one_run(i, args.busy, args.pytest_args)
         with (HERE / "runs.jsonl").open("a") as f:
