@@ -19,13 +19,5 @@
 # committed under $KEPT (a call's machine does not outlive it), and with vLLM's shipped H200 file.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-source benchmarks/campaign/setup.sh
-[ -d .base ] || { mkdir .base && tar xzf .whl/base.tgz -C .base; }
-R=/tmp/s15; PHASE=${PHASE:-1}; TAG=${TAG:-new}; mkdir -p "$R"
-KEPT=${KEPT:-benchmarks/speed/h200/session15}
-source benchmarks/campaign/steps.sh
-smi | tee -a "$R/gpu_$PHASE.csv"
-python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$R/campaign_$PHASE.log"
-source benchmarks/campaign/qwen3.sh
-POOL_ARGS="--start spawn" speed_steps
-smi | tee -a "$R/gpu_$PHASE.csv"
+R=/tmp/s15; KEPT=${KEPT:-benchmarks/speed/h200/session15}; POOL_ARGS="--start spawn"
+source benchmarks/campaign/speed_campaign.sh

@@ -29,13 +29,5 @@
 # committed under $KEPT (a call's machine does not outlive it), and with vLLM's shipped H200 file.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-source benchmarks/campaign/setup.sh
-[ -d .base ] || { mkdir .base && tar xzf .whl/base.tgz -C .base; }
-R=/tmp/s17; PHASE=${PHASE:-1}; TAG=${TAG:-new}; NEW_ARGS=${NEW_ARGS:-}; mkdir -p "$R"
-KEPT=${KEPT:-benchmarks/speed/h100/session17}
-source benchmarks/campaign/steps.sh
-smi | tee -a "$R/gpu_$PHASE.csv"
-python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$R/campaign_$PHASE.log"
-source benchmarks/campaign/qwen3.sh
-POOL_ARGS="--start spawn forkserver" speed_steps
-smi | tee -a "$R/gpu_$PHASE.csv"
+R=/tmp/s17; KEPT=${KEPT:-benchmarks/speed/h100/session17}; POOL_ARGS="--start spawn forkserver"
+source benchmarks/campaign/speed_campaign.sh

@@ -19,13 +19,5 @@
 # (spawned) worker; a tune with TAG=fork is the forked worker's run on the GPU.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-source benchmarks/campaign/setup.sh
-[ -d .base ] || { mkdir .base && tar xzf .whl/base.tgz -C .base; }
-R=/tmp/s18; PHASE=${PHASE:-1}; TAG=${TAG:-new}; NEW_ARGS=${NEW_ARGS:-}; mkdir -p "$R"
-KEPT=${KEPT:-benchmarks/speed/h200/session18}
-source benchmarks/campaign/steps.sh
-smi | tee -a "$R/gpu_$PHASE.csv"
-python3 -c "import torch, triton; print(torch.__version__, triton.__version__, torch.cuda.get_device_name(0))" | tee -a "$R/campaign_$PHASE.log"
-source benchmarks/campaign/qwen3.sh
-speed_steps
-smi | tee -a "$R/gpu_$PHASE.csv"
+R=/tmp/s18; KEPT=${KEPT:-benchmarks/speed/h200/session18}
+source benchmarks/campaign/speed_campaign.sh
