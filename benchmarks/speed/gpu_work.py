@@ -20,10 +20,9 @@ from collections import Counter
 from pathlib import Path
 
 import optuna
+from retime_protocols import RANGES  # the same batch-size ranges as the re-timing bootstrap
 
 from autotune.evaluate.core import LOOK_CALLS, full_calls
-
-RANGES = [("M <= 64", 64), ("M 96-512", 512), ("M >= 1024", 1 << 30)]
 
 
 def kernel_seconds(db: Path) -> tuple[Counter, Counter]:
